@@ -1,0 +1,32 @@
+/**
+ * Tells a database that cannot be reached (refused, stalled, pool exhausted,
+ * query timeout) from a query that failed on its own merits, so the HTTP layer
+ * can answer 503 `not_ready` for the first and keep the second a bug.
+ */
+const UNAVAILABLE_MESSAGES = [
+  "timeout exceeded when trying to connect",
+  "Connection terminated",
+  "Query read timeout",
+  "connect ECONNREFUSED",
+  "ECONNRESET",
+  "Can't reach database server",
+  "Client has encountered a connection error",
+  "Cannot use a pool after calling end",
+  "the database system is shutting down",
+  "the database system is starting up",
+];
+
+// Prisma's codes for "the database is not there" (connection, timeouts, pool).
+const UNAVAILABLE_PRISMA_CODES = new Set(["P1001", "P1002", "P1008", "P1017", "P2024"]);
+
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let current: unknown = error, depth = 0; current && depth < 5; depth++) {
+    const candidate = current as { code?: unknown; message?: unknown; cause?: unknown };
+    if (typeof candidate.code === "string" && UNAVAILABLE_PRISMA_CODES.has(candidate.code)) return true;
+    if (typeof candidate.code === "string" && /^(57P0[1-3]|08\d{3})$/.test(candidate.code)) return true;
+    const message = typeof candidate.message === "string" ? candidate.message : "";
+    if (UNAVAILABLE_MESSAGES.some((m) => message.includes(m))) return true;
+    current = candidate.cause;
+  }
+  return false;
+}

@@ -1,0 +1,98 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { isDatabaseUnavailable } from "../../db/errors.js";
+import { AppError, notFound, notReady } from "../../errors.js";
+
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  [extra: string]: unknown;
+}
+
+export function problemBody(error: AppError): Problem {
+  return {
+    type: `urn:joinwindow:problem:${error.code}`,
+    title: error.title,
+    status: error.status,
+    detail: error.detail,
+    code: error.code,
+    ...error.extra,
+  };
+}
+
+export function sendProblem(reply: FastifyReply, error: AppError) {
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  return reply
+    .code(error.status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(JSON.stringify(problemBody(error)));
+}
+
+interface ValidationIssue {
+  instancePath: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/** Turns Fastify's errors (validation, content type, body size, JSON syntax) into the contract's codes. */
+export function toAppError(error: FastifyError & { validation?: ValidationIssue[] }): AppError {
+  if (error instanceof AppError) return error;
+  if (error.validation) {
+    const errors = error.validation.map((issue) => {
+      const missing = issue.params?.missingProperty;
+      const path = typeof missing === "string" ? `${issue.instancePath}/${missing}` : issue.instancePath || "/";
+      return { path, message: issue.message ?? "is invalid" };
+    });
+    const where = (error as { validationContext?: string }).validationContext ?? "request";
+    return new AppError(400, "invalid_request", "Invalid request", `The ${where} does not match the schema.`, {
+      errors,
+    });
+  }
+  switch (error.code) {
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+    case "FST_ERR_CTP_INVALID_TYPE":
+      return new AppError(
+        415,
+        "unsupported_media_type",
+        "Unsupported Media Type",
+        "Send the body as application/json.",
+      );
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new AppError(413, "payload_too_large", "Payload Too Large", "The body is larger than 64 KiB.");
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new AppError(400, "invalid_request", "Invalid request", "The body is not valid JSON.");
+  }
+  if (isDatabaseUnavailable(error)) return notReady();
+  const status = error.statusCode ?? 500;
+  if (status === 404) return notFound();
+  if (status >= 400 && status < 500) {
+    // Fastify's own messages for client errors are safe (they never carry request content).
+    return new AppError(status, "invalid_request", "Invalid request", error.message);
+  }
+  return new AppError(500, "internal_error", "Internal Server Error", "Something went wrong on our side.");
+}
+
+/** One place where every error becomes problem+json: 4xx as the contract says, 5xx without details. */
+export default fp(
+  async function problemDetails(app: FastifyInstance) {
+    app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      const appError = toAppError(error);
+      if (appError.status >= 500 && appError.code !== "not_ready" && appError.code !== "provider_unavailable") {
+        request.log.error({ err: error }, "request failed");
+      } else if (appError.status >= 500) {
+        request.log.warn({ code: appError.code, reason: error.message }, "dependency unavailable");
+      }
+      return sendProblem(reply, appError);
+    });
+
+    // The path is not echoed: a misdirected client may have put a token in it.
+    app.setNotFoundHandler((_request, reply) => sendProblem(reply, notFound("No such route.")));
+  },
+  { name: "problem-details" },
+);

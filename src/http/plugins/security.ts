@@ -1,0 +1,50 @@
+import cors from "@fastify/cors";
+import helmet from "@fastify/helmet";
+import rateLimit from "@fastify/rate-limit";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+import type { Config } from "../../config.js";
+import { AppError } from "../../errors.js";
+
+export const rateLimited = (retryAfterSeconds: number) =>
+  new AppError(
+    429,
+    "rate_limited",
+    "Too Many Requests",
+    `Too many requests; try again in ${retryAfterSeconds} s.`,
+    {},
+    { "retry-after": String(retryAfterSeconds) },
+  );
+
+/** Helmet headers, CORS for the configured portal origins, and the per-address rate limit. */
+export default fp(
+  async function security(app: FastifyInstance, options: { config: Config }) {
+    const { config } = options;
+
+    await app.register(helmet, {
+      // API answers are JSON; the docs page sets its own policy (see openapi.ts).
+      contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+      crossOriginResourcePolicy: { policy: "same-site" },
+    });
+
+    await app.register(cors, {
+      origin: config.corsOrigins.length > 0 ? config.corsOrigins : false,
+      methods: ["GET", "POST"],
+      allowedHeaders: ["authorization", "content-type", "x-request-id"],
+      // The browser client follows the server's clock (Date) and waits as told (Retry-After).
+      exposedHeaders: ["date", "retry-after", "x-request-id"],
+      maxAge: 600,
+    });
+
+    // 0 turns the limit off (API.md). Limits are counted per replica, in memory.
+    await app.register(rateLimit, {
+      global: config.rateLimitPerMinute > 0,
+      max: config.rateLimitPerMinute > 0 ? config.rateLimitPerMinute : 1,
+      timeWindow: 60_000,
+      addHeadersOnExceeding: { "x-ratelimit-limit": false, "x-ratelimit-remaining": false, "x-ratelimit-reset": false },
+      // The plugin throws what this returns; the problem-details handler renders it.
+      errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
+    });
+  },
+  { name: "security" },
+);

@@ -1,0 +1,57 @@
+import type { FastifyInstance } from "fastify";
+import { Type } from "typebox";
+import type { Database } from "../../db/database.js";
+import { notReady } from "../../errors.js";
+import { ProblemSchema } from "../schemas/common.js";
+
+const READY_TIMEOUT_MS = 2_000;
+
+/** Liveness, readiness and metrics: unauthenticated and outside the rate limit, for load balancers and scrapers. */
+export default async function operationsRoutes(app: FastifyInstance, options: { db: Database }) {
+  const { db } = options;
+  const config = { rateLimit: false } as const;
+  const tags = ["operations"];
+
+  app.get(
+    "/healthz",
+    {
+      config,
+      schema: { tags, summary: "The process is up", response: { 200: Type.Object({ status: Type.Literal("ok") }) } },
+    },
+    async () => ({ status: "ok" as const }),
+  );
+
+  app.get(
+    "/readyz",
+    {
+      config,
+      schema: {
+        tags,
+        summary: "The database is reachable",
+        response: { 200: Type.Object({ status: Type.Literal("ready") }), 503: ProblemSchema },
+      },
+    },
+    async () => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          db.ping(),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error("ping timed out")), READY_TIMEOUT_MS);
+          }),
+        ]);
+      } catch {
+        throw notReady();
+      } finally {
+        clearTimeout(timer);
+      }
+      return { status: "ready" as const };
+    },
+  );
+
+  app.get(
+    "/metrics",
+    { config, schema: { tags, summary: "Prometheus metrics", hide: true } },
+    async (_request, reply) => reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
+  );
+}
