@@ -78,6 +78,17 @@ export async function buildApp({ config, db, logger = createLogger(config) }: Ap
     reply.header("x-request-id", request.id);
   });
 
+  // While shutting down, answers to requests still in flight close their
+  // keep-alive connection, so the server can finish instead of waiting for
+  // idle clients to time out.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onSend", async (_request, reply) => {
+    if (closing) reply.header("connection", "close");
+  });
+
   await app.register(problemDetails);
   await app.register(metrics);
   await app.register(security, { config });

@@ -31,6 +31,8 @@ export type DatabaseConfig = Pick<
   "databaseUrl" | "databasePoolSize" | "databaseAcquireTimeoutMs" | "databaseQueryTimeoutMs" | "dataDir"
 >;
 
+const CLOSE_TIMEOUT_MS = 2_000;
+
 export async function openDatabase(config: DatabaseConfig, onPoolError?: (error: Error) => void): Promise<Database> {
   return config.databaseUrl ? openPostgres(config, config.databaseUrl, onPoolError) : openPGlite(config.dataDir);
 }
@@ -66,7 +68,16 @@ function openPostgres(config: DatabaseConfig, url: string, onPoolError?: (error:
     },
     async close() {
       await prisma.$disconnect();
-      await pool.end();
+      // pool.end() waits for every connection's goodbye; a hung database never
+      // sends it, and shutdown must not wait for it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        pool.end(),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
     },
   };
 }

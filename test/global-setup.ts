@@ -1,0 +1,44 @@
+import { execFileSync } from "node:child_process";
+import type { TestProject } from "vitest/node";
+import { openDatabase } from "../src/db/database.js";
+import { assertPostgresReachable, createDatabase, dropDatabase } from "./helpers/postgres.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    databaseUrl: string;
+  }
+}
+
+/**
+ * One fresh Postgres database for the run, migrated once and dropped at the
+ * end (WITH (FORCE), so a crashed run cannot block the next). Also compiles
+ * dist/, because process-level tests start the server exactly as `npm start` does.
+ */
+export default async function setup(project: TestProject) {
+  try {
+    await assertPostgresReachable();
+  } catch (error) {
+    console.error(`\n${(error as Error).message}\n`);
+    process.exit(1);
+  }
+  execFileSync("npx", ["tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
+
+  const { name, url } = await createDatabase();
+  const db = await openDatabase({
+    databaseUrl: url,
+    databasePoolSize: 2,
+    databaseAcquireTimeoutMs: 5000,
+    databaseQueryTimeoutMs: 60000,
+    dataDir: "",
+  });
+  try {
+    await db.migrate();
+  } finally {
+    await db.close();
+  }
+  project.provide("databaseUrl", url);
+
+  return async () => {
+    await dropDatabase(name);
+  };
+}

@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startApp, type TestApp } from "../helpers/app.js";
+import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
+
+describe("operations endpoints", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startApp();
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it("GET /healthz answers while the process is up", async () => {
+    const res = await t.app.inject({ method: "GET", url: "/healthz" });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: "ok" });
+  });
+
+  it("GET /readyz answers 200 when the database is reachable", async () => {
+    const res = await t.app.inject({ method: "GET", url: "/readyz" });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: "ready" });
+  });
+
+  it("answers unknown routes with a problem+json 404 that does not echo the path", async () => {
+    const res = await t.app.inject({ method: "GET", url: "/v1/nowhere/eyJhbGciOiJIUzI1NiJ9.secret" });
+    expect(res.statusCode).toBe(404);
+    expect(res.headers["content-type"]).toBe("application/problem+json; charset=utf-8");
+    expect(res.json()).toEqual({
+      type: "urn:joinwindow:problem:not_found",
+      title: "Not Found",
+      status: 404,
+      detail: "No such route.",
+      code: "not_found",
+    });
+    expect(res.body).not.toContain("eyJhbGciOiJIUzI1NiJ9");
+  });
+
+  it("gives every answer a request id, and keeps a caller's well-formed one", async () => {
+    const mine = await t.app.inject({ method: "GET", url: "/healthz", headers: { "x-request-id": "trace-123" } });
+    expect(mine.headers["x-request-id"]).toBe("trace-123");
+    const bad = await t.app.inject({ method: "GET", url: "/healthz", headers: { "x-request-id": "no spaces <>" } });
+    expect(bad.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("sets helmet's security headers", async () => {
+    const res = await t.app.inject({ method: "GET", url: "/healthz" });
+    expect(res.headers["x-content-type-options"]).toBe("nosniff");
+    expect(res.headers["content-security-policy"]).toContain("default-src 'none'");
+  });
+
+  it("publishes an OpenAPI 3.1 document and a docs page", async () => {
+    const spec = await t.app.inject({ method: "GET", url: "/openapi.json" });
+    expect(spec.statusCode).toBe(200);
+    expect(spec.json()).toMatchObject({ openapi: "3.1.0", info: { title: "joinwindow" } });
+    expect(Object.keys(spec.json().paths)).toEqual(expect.arrayContaining(["/healthz", "/readyz"]));
+    const docs = await t.app.inject({ method: "GET", url: "/docs/" });
+    expect(docs.statusCode).toBe(200);
+    expect(docs.headers["content-type"]).toContain("text/html");
+  });
+
+  it("counts requests per route template and status in Prometheus text", async () => {
+    await t.app.inject({ method: "GET", url: "/healthz" });
+    await t.app.inject({ method: "GET", url: "/no/such/thing" });
+    const res = await t.app.inject({ method: "GET", url: "/metrics" });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-type"]).toContain("text/plain");
+    expect(res.body).toMatch(/http_requests_total\{method="GET",route="\/healthz",status_code="200"\} \d+/);
+    expect(res.body).toMatch(/http_requests_total\{method="GET",route="unmatched",status_code="404"\} \d+/);
+    expect(res.body).toMatch(/http_request_duration_seconds_bucket\{le="0.005",method="GET",route="\/healthz"/);
+    expect(res.body).not.toContain("/no/such/thing");
+  });
+});
+
+describe("when the database goes away", () => {
+  let proxy: TcpProxy;
+  let t: TestApp;
+  beforeAll(async () => {
+    const direct = new URL(inject("databaseUrl"));
+    proxy = await startTcpProxy(direct.hostname, Number(direct.port || 5432));
+    t = await startApp({ DATABASE_URL: proxy.urlFor(direct.toString()), DATABASE_ACQUIRE_TIMEOUT_MS: "500" });
+    await t.listen();
+  });
+  afterAll(async () => {
+    proxy.restore();
+    await t.close();
+    await proxy.close();
+  });
+
+  it("/readyz says 503 not_ready while it is refused, and 200 again when it returns", async () => {
+    expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
+
+    proxy.refuse();
+    const down = await fetch(`${t.url}/readyz`);
+    expect(down.status).toBe(503);
+    expect(down.headers.get("content-type")).toContain("application/problem+json");
+    expect(await down.json()).toMatchObject({ status: 503, code: "not_ready" });
+
+    proxy.restore();
+    await expect.poll(async () => (await fetch(`${t.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
+  });
+
+  it("a stalled database fails requests with 503 not_ready within the acquire timeout instead of hanging", async () => {
+    proxy.stall();
+    try {
+      const started = Date.now();
+      const res = await fetch(`${t.url}/readyz`);
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { code: string }).code).toBe("not_ready");
+      expect(Date.now() - started).toBeLessThan(4000);
+    } finally {
+      proxy.restore();
+    }
+    await expect.poll(async () => (await fetch(`${t.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
+  });
+});
