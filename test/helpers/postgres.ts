@@ -41,6 +41,7 @@ export async function assertPostgresReachable(): Promise<void> {
     const reason = (error as Error).message || String(error);
     throw new Error(
       `Postgres is not reachable at ${new URL(adminUrl()).host} (${reason}). Start it (docker compose up -d db, or pg_ctlcluster <version> main start) or set TEST_DATABASE_URL to an admin connection URL.`,
+      { cause: error },
     );
   }
 }
