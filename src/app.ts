@@ -2,21 +2,41 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  type preHandlerAsyncHookHandler,
+} from "fastify";
 import { pino } from "pino";
 import type { Config } from "./config.js";
 import type { Database } from "./db/database.js";
 import metrics from "./http/plugins/metrics.js";
 import openapi from "./http/plugins/openapi.js";
 import problemDetails from "./http/plugins/problem-details.js";
-import security from "./http/plugins/security.js";
+import security, { rateLimited } from "./http/plugins/security.js";
+import authentication from "./http/plugins/authentication.js";
+import appointmentRoutes from "./http/routes/appointments.js";
 import operationsRoutes from "./http/routes/operations.js";
+import tokenRoutes from "./http/routes/tokens.js";
+import webhookRoutes from "./http/routes/webhooks.js";
+import wellKnownRoutes from "./http/routes/well-known.js";
+import { createVideoProvider } from "./providers/index.js";
+import { AppointmentService } from "./services/appointments.js";
+import { JoinTokenService } from "./services/join-tokens.js";
+import { TokenChecks } from "./services/token-checks.js";
 
 export interface AppOptions {
   config: Config;
   db: Database;
   logger?: FastifyBaseLogger;
+  /** The clock every rule reads; tests inject one instead of waiting for a window. */
+  now?: () => Date;
 }
+
+/** API.md §8: a webhook is answered within 10 s, a join token within 15 s; transactions end before that. */
+const WEBHOOK_TRANSACTION_MS = 9_000;
+const JOIN_TRANSACTION_MS = 14_000;
 
 /** API.md: bodies over 64 KiB are answered 413 `payload_too_large`. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -71,7 +91,7 @@ function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
  * Builds the whole application from a config and an open database. The
  * server (server.ts) and the tests call exactly this; only the config differs.
  */
-export async function buildApp({ config, db, logger = createLogger(config) }: AppOptions) {
+export async function buildApp({ config, db, logger = createLogger(config), now = () => new Date() }: AppOptions) {
   const app = Fastify(fastifyOptions(logger)).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook("onRequest", async (request, reply) => {
@@ -89,14 +109,54 @@ export async function buildApp({ config, db, logger = createLogger(config) }: Ap
     if (closing) reply.header("connection", "close");
   });
 
-  await app.register(problemDetails);
   await app.register(metrics);
+  await app.register(problemDetails);
   await app.register(security, { config });
   await app.register(openapi, { version });
+  await app.register(authentication, { config, now: () => now().getTime() });
+
+  const { prisma } = db;
+  const { provider, jwks } = createVideoProvider(config, prisma, now);
+  const acquireTimeoutMs = config.databaseAcquireTimeoutMs;
+  const appointments = new AppointmentService({
+    prisma,
+    provider,
+    policy: config,
+    now,
+    transactionTimeoutMs: WEBHOOK_TRANSACTION_MS,
+    acquireTimeoutMs,
+  });
+  const joinTokens = new JoinTokenService({ prisma, provider, now, transactionTimeoutMs: JOIN_TRANSACTION_MS, acquireTimeoutMs });
+  const tokenChecks = new TokenChecks({ prisma, now });
+  const joinRateLimit = perUserJoinLimit(app, config.rateLimitJoinPerMinute);
+
   await app.register(operationsRoutes, { db });
+  await app.register(wellKnownRoutes, { jwks });
+  await app.register(webhookRoutes, { appointments, secrets: config.webhookSecrets });
+  await app.register(appointmentRoutes, { appointments, joinTokens, joinRateLimit });
+  await app.register(tokenRoutes, { tokenChecks });
 
   await app.ready();
   return app;
 }
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
+
+/**
+ * API.md: join-token requests per user, on top of the per-address limit. It
+ * runs after authentication (the key is the JWT's `sub`) and through
+ * createRateLimit, because the plugin's own route handler skips a request the
+ * per-address limit has already seen. 0 turns it off.
+ */
+function perUserJoinLimit(app: FastifyInstance, perMinute: number): preHandlerAsyncHookHandler | null {
+  if (perMinute <= 0) return null;
+  const check = app.createRateLimit({
+    max: perMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => `join:${request.caller.userId}`,
+  });
+  return async (request) => {
+    const result = await check(request);
+    if (!result.isAllowed && result.isExceeded) throw rateLimited(Math.max(1, result.ttlInSeconds));
+  };
+}

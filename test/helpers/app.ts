@@ -30,11 +30,23 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/** A clock a test can move, instead of waiting for a window to open or close. */
+export class TestClock {
+  private offsetMs = 0;
+  readonly now = () => new Date(Date.now() + this.offsetMs);
+  advance(ms: number) {
+    this.offsetMs += ms;
+  }
+}
+
 /** Builds the app exactly as server.ts does, on the run's Postgres database unless overridden. */
-export async function startApp(overrides: Record<string, string | undefined> = {}): Promise<TestApp> {
+export async function startApp(
+  overrides: Record<string, string | undefined> = {},
+  options: { clock?: TestClock } = {},
+): Promise<TestApp> {
   const config = testConfig(overrides);
   const db = await openDatabase(config);
-  const app = await buildApp({ config, db });
+  const app = await buildApp({ config, db, ...(options.clock ? { now: options.clock.now } : {}) });
   const handle: TestApp = {
     app,
     db,

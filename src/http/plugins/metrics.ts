@@ -2,9 +2,17 @@ import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 
+export interface DomainMetrics {
+  webhooks: Counter<"outcome">;
+  tokensIssued: Counter<"role">;
+  refusals: Counter<"code">;
+  introspections: Counter<"result">;
+}
+
 declare module "fastify" {
   interface FastifyInstance {
     metrics: Registry;
+    domainMetrics: DomainMetrics;
   }
 }
 
@@ -34,6 +42,32 @@ export default fp(
     });
 
     app.decorate("metrics", registry);
+    app.decorate("domainMetrics", {
+      webhooks: new Counter({
+        name: "joinwindow_webhooks_total",
+        help: "Scheduling webhooks by outcome (applied, ignored, tombstone, replayed)",
+        labelNames: ["outcome"],
+        registers: [registry],
+      }),
+      tokensIssued: new Counter({
+        name: "joinwindow_tokens_issued_total",
+        help: "Join tokens issued, by role",
+        labelNames: ["role"],
+        registers: [registry],
+      }),
+      refusals: new Counter({
+        name: "joinwindow_refusals_total",
+        help: "Requests answered with a problem, by its code",
+        labelNames: ["code"],
+        registers: [registry],
+      }),
+      introspections: new Counter({
+        name: "joinwindow_introspections_total",
+        help: "Token introspections by result (active or the inactive reason)",
+        labelNames: ["result"],
+        registers: [registry],
+      }),
+    });
     app.addHook("onResponse", async (request, reply) => {
       const labels = {
         method: request.method,

@@ -26,6 +26,7 @@ export function problemBody(error: AppError): Problem {
 }
 
 export function sendProblem(reply: FastifyReply, error: AppError) {
+  reply.server.domainMetrics?.refusals.inc({ code: error.code });
   for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
   return reply
     .code(error.status)

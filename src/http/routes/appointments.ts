@@ -1,0 +1,144 @@
+import type { FastifyInstance, preHandlerAsyncHookHandler } from "fastify";
+import { Type } from "typebox";
+import { invalidRequest } from "../../errors.js";
+import type { AppointmentService } from "../../services/appointments.js";
+import type { JoinTokenService } from "../../services/join-tokens.js";
+import { hasScope, requireScope } from "../plugins/authentication.js";
+import {
+  Appointment,
+  AuditEvent,
+  EventsQuery,
+  ExternalIdParams,
+  JoinTokenRequest,
+  JoinTokenResponse,
+  KillSwitchBody,
+} from "../schemas/appointments.js";
+import { ProblemSchema } from "../schemas/common.js";
+
+const problems = (...codes: number[]) => Object.fromEntries(codes.map((code) => [code, ProblemSchema]));
+const bearer = [{ bearer: [] }];
+
+/** An absent body means "no options": treat it as {} so the schema's defaults apply. */
+const emptyBodyIsObject = async (request: { body: unknown }) => {
+  if (request.body === undefined || request.body === null) request.body = {};
+};
+
+export default async function appointmentRoutes(
+  app: FastifyInstance,
+  options: { appointments: AppointmentService; joinTokens: JoinTokenService; joinRateLimit: preHandlerAsyncHookHandler | null },
+) {
+  const { appointments, joinTokens } = options;
+
+  app.get(
+    "/v1/appointments/:externalId",
+    {
+      onRequest: [app.authenticate],
+      schema: {
+        tags: ["appointments"],
+        summary: "Read an appointment (its agent, its customer, or scope appointments:read)",
+        security: bearer,
+        params: ExternalIdParams,
+        response: { 200: Appointment, ...problems(400, 401, 404) },
+      },
+    },
+    async (request) => {
+      const { externalId } = request.params as { externalId: string };
+      return appointments.read(externalId, {
+        userId: request.caller.userId,
+        canReadAny: hasScope(request.caller, "appointments:read"),
+      });
+    },
+  );
+
+  app.post(
+    "/v1/appointments/:externalId/join-token",
+    {
+      onRequest: [app.authenticate],
+      preValidation: [emptyBodyIsObject],
+      preHandler: options.joinRateLimit ? [options.joinRateLimit] : [],
+      schema: {
+        tags: ["appointments"],
+        summary: "Issue a join token to the appointment's agent or customer, inside the join window",
+        security: bearer,
+        params: ExternalIdParams,
+        body: JoinTokenRequest,
+        response: { 201: JoinTokenResponse, ...problems(400, 401, 403, 404, 409, 410, 425, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { externalId } = request.params as { externalId: string };
+      const { supersede } = request.body as { supersede?: boolean };
+      const issued = await joinTokens.issue({ externalId, userId: request.caller.userId, supersede: supersede === true });
+      app.domainMetrics.tokensIssued.inc({ role: issued.role });
+      return reply.code(201).header("cache-control", "no-store").send(issued);
+    },
+  );
+
+  app.post(
+    "/v1/appointments/:externalId/revoke",
+    {
+      onRequest: [app.authenticate, requireScope("tokens:revoke")],
+      preValidation: [emptyBodyIsObject],
+      schema: {
+        tags: ["operations"],
+        summary: "Revoke every live token of an appointment; with block, stop new ones (kill switch)",
+        security: bearer,
+        params: ExternalIdParams,
+        body: KillSwitchBody,
+        response: {
+          200: Type.Object({ revoked: Type.Integer(), appointment: Appointment }),
+          ...problems(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => {
+      const { externalId } = request.params as { externalId: string };
+      return appointments.revokeAll(externalId, request.body as { reason?: string; block?: boolean }, `operator:${request.caller.userId}`);
+    },
+  );
+
+  app.post(
+    "/v1/appointments/:externalId/unblock",
+    {
+      onRequest: [app.authenticate, requireScope("tokens:revoke")],
+      schema: {
+        tags: ["operations"],
+        summary: "Lift the kill switch",
+        security: bearer,
+        params: ExternalIdParams,
+        response: { 200: Type.Object({ appointment: Appointment }), ...problems(401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { externalId } = request.params as { externalId: string };
+      return appointments.unblock(externalId, `operator:${request.caller.userId}`);
+    },
+  );
+
+  app.get(
+    "/v1/appointments/:externalId/events",
+    {
+      onRequest: [app.authenticate, requireScope("appointments:read")],
+      schema: {
+        tags: ["operations"],
+        summary: "Audit trail of an appointment, oldest first",
+        security: bearer,
+        params: ExternalIdParams,
+        querystring: EventsQuery,
+        response: {
+          200: Type.Object({ events: Type.Array(AuditEvent), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          ...problems(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => {
+      const { externalId } = request.params as { externalId: string };
+      const query = request.query as { after?: string; limit?: string };
+      const limit = query.limit === undefined ? 100 : Number(query.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+        throw invalidRequest("limit must be an integer from 1 to 500.", [{ path: "/limit", message: "must be 1 to 500" }]);
+      }
+      return appointments.events(externalId, query.after === undefined ? undefined : BigInt(query.after), limit);
+    },
+  );
+}

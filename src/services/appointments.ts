@@ -1,0 +1,383 @@
+import { resolveAppointmentTimes } from "../domain/appointment-times.js";
+import { type JoinPolicy, joinWindowFor } from "../domain/join-window.js";
+import { invalidRequest, notFound } from "../errors.js";
+import type { Appointment, Prisma } from "../generated/prisma/client.js";
+import type { AppointmentView, WebhookEvent } from "../http/schemas/appointments.js";
+import { ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
+import { type AuditEntry, type AuditPage, type Db, readAudit, recordAudit } from "./audit.js";
+import { appointmentView } from "./appointment-view.js";
+import { lockKey, revokeLiveTokens } from "./tokens-store.js";
+import type { PrismaClient } from "../db/database.js";
+
+export interface AppointmentServiceOptions {
+  prisma: PrismaClient;
+  provider: VideoProvider;
+  policy: JoinPolicy;
+  now: () => Date;
+  /** Longest a webhook's transaction may run (API.md: a webhook is answered within 10 s). */
+  transactionTimeoutMs: number;
+  /** How long to wait for a pooled connection before giving up (503 not_ready). */
+  acquireTimeoutMs: number;
+}
+
+export interface WebhookOutcome {
+  /** 200 applied or ignored, 202 stored with the provider session still pending. */
+  status: 200 | 202;
+  body: { applied: boolean; appointment?: AppointmentView };
+  /** A redelivery answered from the stored first result. */
+  replayed: boolean;
+  /** For metrics: applied, ignored or tombstone. */
+  outcome: "applied" | "ignored" | "tombstone";
+}
+
+type ScheduledData = WebhookEvent["data"];
+
+const DEFAULT_SETTINGS = { maxParticipants: 2, waitingRoom: true, recording: false };
+
+/** API.md §1: an event older than or equal to what is stored is acknowledged and ignored, when both carry a revision. */
+const isStale = (stored: number | null | undefined, incoming: number | null | undefined) =>
+  stored != null && incoming != null && incoming <= stored;
+
+/** The highest revision known wins, so an unrevisioned event cannot reopen the door to older revisions. */
+const newestRevision = (stored: number | null | undefined, incoming: number | null | undefined) =>
+  incoming == null ? (stored ?? null) : stored == null ? incoming : Math.max(stored, incoming);
+
+const SESSION_RETRY_DELAY_MS = 30_000;
+
+export class AppointmentService {
+  constructor(private readonly options: AppointmentServiceOptions) {}
+
+  private get prisma() {
+    return this.options.prisma;
+  }
+
+  /**
+   * Applies one scheduling webhook exactly once. The delivery row is inserted
+   * first in the same transaction: a concurrent redelivery's insert waits on
+   * it and then reads the stored answer, so ten simultaneous deliveries have
+   * one effect, on every replica. A failure rolls everything back, so a
+   * redelivery simply tries again.
+   */
+  async applyWebhook(webhookId: string, event: WebhookEvent): Promise<WebhookOutcome> {
+    // Pure checks first: a malformed event changes nothing and is not remembered.
+    const scheduled = event.type === "appointment.scheduled" ? prepareScheduled(event.data) : undefined;
+    const { externalId } = event.data;
+
+    return this.prisma.$transaction(
+      async (tx) => {
+        const claimed = await tx.$queryRaw<{ webhook_id: string }[]>`
+          INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
+          VALUES (${webhookId}, ${event.type}, ${externalId}, 0, '{}'::jsonb)
+          ON CONFLICT (webhook_id) DO NOTHING
+          RETURNING webhook_id`;
+        if (claimed.length === 0) {
+          const stored = await tx.webhookDelivery.findUniqueOrThrow({ where: { webhookId } });
+          return {
+            status: stored.responseStatus as 200 | 202,
+            body: stored.responseBody as WebhookOutcome["body"],
+            replayed: true,
+            outcome: "ignored" as const,
+          };
+        }
+
+        await lockKey(tx, `appointment:${externalId}`);
+        const now = this.options.now();
+        const result = scheduled
+          ? await this.schedule(tx, webhookId, event.data, scheduled, now)
+          : await this.cancel(tx, webhookId, event.data, now);
+
+        await tx.webhookDelivery.update({
+          where: { webhookId },
+          data: { responseStatus: result.status, responseBody: result.body as Prisma.InputJsonValue },
+        });
+        return { ...result, replayed: false };
+      },
+      { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
+    );
+  }
+
+  private async schedule(
+    tx: Db,
+    webhookId: string,
+    data: ScheduledData,
+    prepared: PreparedSchedule,
+    now: Date,
+  ): Promise<Omit<WebhookOutcome, "replayed">> {
+    const { externalId } = data;
+    const existing = await tx.appointment.findUnique({ where: { externalId } });
+    const revision = data.revision ?? null;
+    const audit: AuditEntry[] = [];
+    const base = { externalId, actor: "scheduler", at: now };
+
+    if (existing && isStale(existing.revision, revision)) {
+      await recordAudit(tx, {
+        ...base,
+        type: "webhook.ignored",
+        outcome: "stale_revision",
+        detail: { webhookId, event: "appointment.scheduled", revision, storedRevision: existing.revision },
+      });
+      return { status: statusOf(existing), body: { applied: false, appointment: appointmentView(existing) }, outcome: "ignored" };
+    }
+    if (!existing) {
+      const tombstone = await tx.cancellationTombstone.findUnique({ where: { externalId } });
+      if (tombstone && isStale(tombstone.revision, revision)) {
+        await recordAudit(tx, {
+          ...base,
+          type: "webhook.ignored",
+          outcome: "cancelled_earlier",
+          detail: { webhookId, event: "appointment.scheduled", revision, cancelledRevision: tombstone.revision },
+        });
+        return { status: 200, body: { applied: false }, outcome: "ignored" };
+      }
+      if (tombstone) await tx.cancellationTombstone.delete({ where: { externalId } });
+    }
+
+    const window = joinWindowFor(prepared.times, this.options.policy);
+    const fields = {
+      status: "scheduled" as const,
+      revision: newestRevision(existing?.revision, revision),
+      startsAt: prepared.times.startsAt,
+      endsAt: prepared.times.endsAt,
+      timeZone: data.timeZone || null,
+      agentId: prepared.agent.id,
+      agentName: prepared.agent.name ?? null,
+      customerId: prepared.customer.id,
+      customerName: prepared.customer.name ?? null,
+      ...prepared.settings,
+      ...window,
+      cancelledAt: null,
+    };
+
+    let row: Appointment;
+    if (!existing) {
+      const session = await this.createSession(externalId, prepared.settings, now);
+      row = await tx.appointment.create({ data: { externalId, provider: this.options.provider.name, ...fields, ...session.fields } });
+      audit.push({ ...base, type: "webhook.applied", outcome: "created", detail: { webhookId, event: "appointment.scheduled", revision } });
+      audit.push(session.audit(externalId));
+    } else {
+      const changes = describeChanges(existing, fields);
+      const revoked: Record<string, number> = {};
+      // Replaced participants lose their tokens as reassigned; whoever is left loses theirs if the time moved.
+      if (changes.includes("agent")) {
+        revoked.reassigned = (revoked.reassigned ?? 0) + (await revokeLiveTokens(tx, { appointmentId: existing.id, userId: existing.agentId }, "reassigned", now));
+      }
+      if (changes.includes("customer")) {
+        revoked.reassigned = (revoked.reassigned ?? 0) + (await revokeLiveTokens(tx, { appointmentId: existing.id, userId: existing.customerId }, "reassigned", now));
+      }
+      if (changes.includes("times")) {
+        revoked.rescheduled = await revokeLiveTokens(tx, { appointmentId: existing.id }, "rescheduled", now);
+      }
+      row = await tx.appointment.update({ where: { id: existing.id }, data: fields });
+      audit.push({
+        ...base,
+        type: "webhook.applied",
+        outcome: existing.status === "cancelled" ? "rebooked" : "updated",
+        detail: { webhookId, event: "appointment.scheduled", revision, changes },
+      });
+      for (const [reason, count] of Object.entries(revoked)) {
+        if (count > 0) audit.push({ ...base, actor: "system", type: "token.revoked", outcome: "revoked", detail: { reason, count } });
+      }
+    }
+    await recordAudit(tx, audit);
+    return { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" };
+  }
+
+  private async cancel(
+    tx: Db,
+    webhookId: string,
+    data: ScheduledData,
+    now: Date,
+  ): Promise<Omit<WebhookOutcome, "replayed">> {
+    const { externalId } = data;
+    const revision = data.revision ?? null;
+    const base = { externalId, actor: "scheduler", at: now };
+    const detail = { webhookId, event: "appointment.cancelled", revision };
+    const existing = await tx.appointment.findUnique({ where: { externalId } });
+
+    if (!existing) {
+      const tombstone = await tx.cancellationTombstone.findUnique({ where: { externalId } });
+      if (tombstone && isStale(tombstone.revision, revision)) {
+        await recordAudit(tx, { ...base, type: "webhook.ignored", outcome: "stale_revision", detail });
+        return { status: 200, body: { applied: false }, outcome: "ignored" };
+      }
+      // A tombstone, so that an older `scheduled` event arriving later cannot resurrect the appointment.
+      await tx.cancellationTombstone.upsert({
+        where: { externalId },
+        create: { externalId, revision, cancelledAt: now },
+        update: { revision: newestRevision(tombstone?.revision, revision), cancelledAt: now },
+      });
+      await recordAudit(tx, { ...base, type: "webhook.ignored", outcome: "unknown_appointment", detail });
+      return { status: 200, body: { applied: false }, outcome: "tombstone" };
+    }
+
+    if (isStale(existing.revision, revision) || existing.status === "cancelled") {
+      const row =
+        existing.status === "cancelled" && !isStale(existing.revision, revision)
+          ? await tx.appointment.update({ where: { id: existing.id }, data: { revision: newestRevision(existing.revision, revision) } })
+          : existing;
+      await recordAudit(tx, {
+        ...base,
+        type: "webhook.ignored",
+        outcome: existing.status === "cancelled" ? "already_cancelled" : "stale_revision",
+        detail,
+      });
+      return { status: statusOf(row), body: { applied: false, appointment: appointmentView(row) }, outcome: "ignored" };
+    }
+
+    const count = await revokeLiveTokens(tx, { appointmentId: existing.id }, "cancelled", now);
+    const row = await tx.appointment.update({
+      where: { id: existing.id },
+      data: { status: "cancelled", cancelledAt: now, revision: newestRevision(existing.revision, revision) },
+    });
+    const audit: AuditEntry[] = [{ ...base, type: "webhook.applied", outcome: "cancelled", detail }];
+    if (count > 0) audit.push({ ...base, actor: "system", type: "token.revoked", outcome: "revoked", detail: { reason: "cancelled", count } });
+    await recordAudit(tx, audit);
+    return { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" };
+  }
+
+  /** Creates the provider session; an outage leaves it pending for the retry in the background (API.md §1). */
+  private async createSession(externalId: string, settings: PreparedSchedule["settings"], now: Date) {
+    const provider = this.options.provider;
+    try {
+      const { sessionId } = await provider.createSession({ externalId, settings });
+      return {
+        fields: { sessionId, sessionStatus: "ready" as const, sessionAttempts: 1 },
+        audit: (id: string): AuditEntry => ({
+          externalId: id,
+          actor: "system",
+          at: now,
+          type: "session.created",
+          outcome: "ready",
+          detail: { provider: provider.name, sessionId },
+        }),
+      };
+    } catch (error) {
+      if (!(error instanceof ProviderUnavailableError)) throw error;
+      return {
+        fields: {
+          sessionId: null,
+          sessionStatus: "pending" as const,
+          sessionAttempts: 1,
+          sessionNextAttemptAt: new Date(now.getTime() + SESSION_RETRY_DELAY_MS),
+          sessionLastError: error.message,
+        },
+        audit: (id: string): AuditEntry => ({
+          externalId: id,
+          actor: "system",
+          at: now,
+          type: "session.failed",
+          outcome: "pending",
+          detail: { provider: provider.name, reason: error.message },
+        }),
+      };
+    }
+  }
+
+  /** API.md §2: the appointment's agent or customer, or a caller with scope appointments:read; 404 to anyone else. */
+  async read(externalId: string, caller: { userId: string; canReadAny: boolean }): Promise<AppointmentView> {
+    const row = await this.prisma.appointment.findUnique({ where: { externalId } });
+    if (!row || (!caller.canReadAny && row.agentId !== caller.userId && row.customerId !== caller.userId)) {
+      throw notFound("No such appointment.");
+    }
+    return appointmentView(row);
+  }
+
+  /** API.md §5 kill switch: revokes every live token; with `block`, no new token until unblocked. */
+  async revokeAll(
+    externalId: string,
+    request: { reason?: string; block?: boolean },
+    actor: string,
+  ): Promise<{ revoked: number; appointment: AppointmentView }> {
+    return this.prisma.$transaction(
+      async (tx) => {
+        await lockKey(tx, `appointment:${externalId}`);
+        const existing = await tx.appointment.findUnique({ where: { externalId } });
+        if (!existing) throw notFound("No such appointment.");
+        const now = this.options.now();
+        const block = request.block === true;
+        const revoked = await revokeLiveTokens(tx, { appointmentId: existing.id }, block ? "blocked" : "operator", now);
+        const row = block
+          ? await tx.appointment.update({ where: { id: existing.id }, data: { accessBlocked: true } })
+          : existing;
+        const detail = { reason: request.reason ?? null, revocationReason: block ? "blocked" : "operator", count: revoked };
+        const audit: AuditEntry[] = [{ externalId, actor, at: now, type: "token.revoked", outcome: "revoked", detail }];
+        if (block) audit.push({ externalId, actor, at: now, type: "appointment.blocked", outcome: "blocked", detail: { reason: request.reason ?? null } });
+        await recordAudit(tx, audit);
+        return { revoked, appointment: appointmentView(row) };
+      },
+      { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
+    );
+  }
+
+  async unblock(externalId: string, actor: string): Promise<{ appointment: AppointmentView }> {
+    return this.prisma.$transaction(
+      async (tx) => {
+        await lockKey(tx, `appointment:${externalId}`);
+        const existing = await tx.appointment.findUnique({ where: { externalId } });
+        if (!existing) throw notFound("No such appointment.");
+        const row = await tx.appointment.update({ where: { id: existing.id }, data: { accessBlocked: false } });
+        await recordAudit(tx, {
+          externalId,
+          actor,
+          at: this.options.now(),
+          type: "appointment.unblocked",
+          outcome: existing.accessBlocked ? "unblocked" : "was_not_blocked",
+        });
+        return { appointment: appointmentView(row) };
+      },
+      { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
+    );
+  }
+
+  /** API.md §6, oldest first. Known for an appointment or a recorded cancellation of an unknown id. */
+  async events(externalId: string, after: bigint | undefined, limit: number): Promise<AuditPage> {
+    const [appointment, tombstone] = await Promise.all([
+      this.prisma.appointment.findUnique({ where: { externalId }, select: { id: true } }),
+      this.prisma.cancellationTombstone.findUnique({ where: { externalId }, select: { externalId: true } }),
+    ]);
+    if (!appointment && !tombstone) throw notFound("No such appointment.");
+    return readAudit(this.prisma, externalId, after, limit);
+  }
+}
+
+const statusOf = (row: Pick<Appointment, "sessionStatus">) => (row.sessionStatus === "pending" ? 202 : 200);
+
+interface PreparedSchedule {
+  times: { startsAt: Date; endsAt: Date };
+  agent: { id: string; name?: string | null };
+  customer: { id: string; name?: string | null };
+  settings: typeof DEFAULT_SETTINGS;
+}
+
+/** `appointment.scheduled` needs times and both participants; reported by path like schema errors. */
+function prepareScheduled(data: ScheduledData): PreparedSchedule {
+  const missing = (["startsAt", "endsAt", "agent", "customer"] as const).filter((field) => data[field] === undefined);
+  if (missing.length > 0) {
+    throw invalidRequest(
+      "An appointment.scheduled event needs startsAt, endsAt, agent and customer.",
+      missing.map((field) => ({ path: `/data/${field}`, message: "is required" })),
+    );
+  }
+  const { startsAt, endsAt, agent, customer } = data as Required<Pick<ScheduledData, "startsAt" | "endsAt" | "agent" | "customer">>;
+  if (agent.id === customer.id) {
+    throw invalidRequest("The agent and the customer must be different users.", [
+      { path: "/data/customer/id", message: "must differ from /data/agent/id" },
+    ]);
+  }
+  return {
+    times: resolveAppointmentTimes({ startsAt, endsAt, timeZone: data.timeZone }),
+    agent,
+    customer,
+    settings: { ...DEFAULT_SETTINGS, ...data.settings },
+  };
+}
+
+function describeChanges(existing: Appointment, next: Pick<Appointment, "startsAt" | "endsAt" | "agentId" | "customerId">) {
+  const changes: ("times" | "agent" | "customer")[] = [];
+  if (existing.startsAt.getTime() !== next.startsAt.getTime() || existing.endsAt.getTime() !== next.endsAt.getTime()) {
+    changes.push("times");
+  }
+  if (existing.agentId !== next.agentId) changes.push("agent");
+  if (existing.customerId !== next.customerId) changes.push("customer");
+  return changes;
+}

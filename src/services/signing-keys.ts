@@ -1,0 +1,208 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+} from "node:crypto";
+import type { PrismaClient } from "../db/database.js";
+
+/**
+ * The ES256 keys of the built-in `local` video provider, kept in
+ * `signing_keys` so tokens survive a restart and every replica signs with
+ * the same key. Private keys are stored only encrypted (AES-256-GCM under a
+ * key derived from KEY_ENCRYPTION_SECRET).
+ */
+export interface SigningKeyStoreOptions {
+  prisma: PrismaClient;
+  /** At least 32 characters. */
+  keyEncryptionSecret: string;
+  /** LOCAL_KEY_ROTATION_DAYS: how long a key signs. */
+  rotationDays: number;
+  /** A key stays published this long after it stops signing (the longest a token it signed can live). */
+  maxTokenLifetimeMs: number;
+  /** Injected clock for tests. */
+  now?: () => Date;
+}
+
+export interface CurrentSigningKey {
+  kid: string;
+  /** PKCS#8 PEM: fast-jwt accepts a string or Buffer, not a KeyObject. */
+  privateKey: string;
+  /** The key signs until this instant. */
+  rotatesAt: Date;
+}
+
+/** A public JWK as published in /.well-known/jwks.json. */
+export type PublicSigningJwk = {
+  kty: "EC";
+  crv: "P-256";
+  x: string;
+  y: string;
+  kid: string;
+  alg: "ES256";
+  use: "sig";
+};
+
+export class SigningKeyDecryptionError extends Error {
+  override name = "SigningKeyDecryptionError";
+}
+
+/** pg_advisory_xact_lock key serialising key creation across replicas ("jwsignky" in ASCII). */
+export const SIGNING_KEY_LOCK_ID = 0x6a777369676e6b79n;
+
+const ALGORITHM = "ES256";
+const FORMAT_VERSION = "v1";
+const HKDF_INFO = "joinwindow signing key v1";
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export class SigningKeyStore {
+  readonly #prisma: PrismaClient;
+  readonly #encryptionKey: Buffer;
+  readonly #rotationMs: number;
+  readonly #maxTokenLifetimeMs: number;
+  readonly #now: () => Date;
+  #cached: CurrentSigningKey | undefined;
+  // Concurrent callers on this replica share one lookup/creation.
+  #pending: Promise<CurrentSigningKey> | undefined;
+
+  constructor(options: SigningKeyStoreOptions) {
+    if (options.keyEncryptionSecret.length < 32) {
+      throw new Error("KEY_ENCRYPTION_SECRET must be at least 32 characters");
+    }
+    if (!(options.rotationDays > 0)) throw new Error("rotationDays must be positive");
+    if (!(options.maxTokenLifetimeMs >= 0)) throw new Error("maxTokenLifetimeMs must not be negative");
+    this.#prisma = options.prisma;
+    this.#encryptionKey = deriveEncryptionKey(options.keyEncryptionSecret);
+    this.#rotationMs = options.rotationDays * DAY_MS;
+    this.#maxTokenLifetimeMs = options.maxTokenLifetimeMs;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  /** The key that signs now; creates (and persists) a new one when none is valid. */
+  async currentKey(): Promise<CurrentSigningKey> {
+    // Cached until rotatesAt: this is on the join-token hot path, and no
+    // replica creates a newer key while this one is still valid.
+    const cached = this.#cached;
+    if (cached && cached.rotatesAt.getTime() > this.#now().getTime()) return cached;
+    this.#pending ??= this.#loadOrCreate().finally(() => {
+      this.#pending = undefined;
+    });
+    return this.#pending;
+  }
+
+  /**
+   * Public JWKs of every key still published. Read from the database on every
+   * call, no cache: another replica may have just rotated, and a verifier that
+   * refetches on an unknown kid must find it at once. It is a small indexed
+   * read; HTTP caching belongs to the route.
+   */
+  async jwks(): Promise<{ keys: PublicSigningJwk[] }> {
+    const rows = await this.#prisma.signingKey.findMany({
+      where: { publishedUntil: { gt: this.#now() } },
+      orderBy: { createdAt: "desc" },
+      select: { kid: true, publicJwk: true },
+    });
+    return { keys: rows.map((row) => publicMembers(row.kid, row.publicJwk)) };
+  }
+
+  async #loadOrCreate(): Promise<CurrentSigningKey> {
+    const now = this.#now();
+    const existing = await this.#findValid(this.#prisma, now);
+    const row =
+      existing ??
+      (await this.#prisma.$transaction(
+        async (tx) => {
+          // Two replicas rotating at once: the second waits here, then finds the first one's key.
+          await tx.$executeRaw`SELECT pg_advisory_xact_lock(${SIGNING_KEY_LOCK_ID})`;
+          return (await this.#findValid(tx, now)) ?? (await this.#create(tx, now));
+        },
+        { maxWait: 10_000, timeout: 15_000 },
+      ));
+    const key: CurrentSigningKey = {
+      kid: row.kid,
+      privateKey: this.#decrypt(row.kid, row.privateKeyEncrypted),
+      rotatesAt: row.rotatesAt,
+    };
+    this.#cached = key;
+    return key;
+  }
+
+  #findValid(db: Pick<PrismaClient, "signingKey">, now: Date) {
+    return db.signingKey.findFirst({
+      where: { rotatesAt: { gt: now }, algorithm: ALGORITHM },
+      orderBy: [{ createdAt: "desc" }, { kid: "asc" }],
+      select: { kid: true, privateKeyEncrypted: true, rotatesAt: true },
+    });
+  }
+
+  async #create(db: Pick<PrismaClient, "signingKey">, now: Date) {
+    const kid = randomBytes(16).toString("base64url");
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const jwk = publicKey.export({ format: "jwk" });
+    const rotatesAt = new Date(now.getTime() + this.#rotationMs);
+    return db.signingKey.create({
+      data: {
+        kid,
+        algorithm: ALGORITHM,
+        publicJwk: publicMembers(kid, jwk),
+        privateKeyEncrypted: encryptPrivateKey(
+          this.#encryptionKey,
+          kid,
+          privateKey.export({ format: "pem", type: "pkcs8" }) as string,
+        ),
+        createdAt: now,
+        rotatesAt,
+        publishedUntil: new Date(rotatesAt.getTime() + this.#maxTokenLifetimeMs),
+      },
+      select: { kid: true, privateKeyEncrypted: true, rotatesAt: true },
+    });
+  }
+
+  #decrypt(kid: string, stored: string): string {
+    return decryptPrivateKey(this.#encryptionKey, kid, stored);
+  }
+}
+
+function deriveEncryptionKey(secret: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), HKDF_INFO, 32));
+}
+
+/** `v1.<iv>.<tag>.<ciphertext>` (base64url), with the kid as AAD so a ciphertext only opens under its own row. */
+function encryptPrivateKey(key: Buffer, kid: string, pem: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", key, iv);
+  cipher.setAAD(Buffer.from(kid, "utf8"));
+  const ciphertext = Buffer.concat([cipher.update(pem, "utf8"), cipher.final()]);
+  const tag = cipher.getAuthTag();
+  return [FORMAT_VERSION, ...[iv, tag, ciphertext].map((part) => part.toString("base64url"))].join(".");
+}
+
+function decryptPrivateKey(key: Buffer, kid: string, stored: string): string {
+  const parts = stored.split(".");
+  if (parts.length !== 4 || parts[0] !== FORMAT_VERSION) {
+    throw new SigningKeyDecryptionError(`cannot decrypt signing key ${kid}: unsupported format`);
+  }
+  const [iv, tag, ciphertext] = parts.slice(1).map((p) => Buffer.from(p, "base64url")) as [Buffer, Buffer, Buffer];
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, iv);
+    decipher.setAAD(Buffer.from(kid, "utf8"));
+    decipher.setAuthTag(tag);
+    return Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString("utf8");
+  } catch {
+    // GCM only says "unable to authenticate"; the usual cause is a changed secret
+    // (or a ciphertext moved between rows, which the kid AAD also rejects).
+    throw new SigningKeyDecryptionError(
+      `cannot decrypt signing key ${kid}: KEY_ENCRYPTION_SECRET differs from the one that encrypted it`,
+    );
+  }
+}
+
+/** Only the public members, whatever the stored JSON holds, so a private member can never be served. */
+function publicMembers(kid: string, jwk: unknown): PublicSigningJwk {
+  const { kty, crv, x, y } = (jwk ?? {}) as Record<string, unknown>;
+  if (kty !== "EC" || crv !== "P-256" || typeof x !== "string" || typeof y !== "string") {
+    throw new Error(`signing key ${kid} has no valid P-256 public key`);
+  }
+  return { kty, crv, x, y, kid, alg: ALGORITHM, use: "sig" };
+}
