@@ -116,7 +116,12 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   await app.register(authentication, { config, now: () => now().getTime() });
 
   const { prisma } = db;
-  const { provider, jwks } = createVideoProvider(config, prisma, now);
+  const { provider, jwks, start } = createVideoProvider(config, prisma, now);
+  let stopProvider: (() => void) | undefined;
+  app.addHook("onReady", async () => {
+    stopProvider = await start();
+  });
+  app.addHook("onClose", async () => stopProvider?.());
   const acquireTimeoutMs = config.databaseAcquireTimeoutMs;
   const appointments = new AppointmentService({
     prisma,

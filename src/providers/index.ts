@@ -10,6 +10,8 @@ export interface ProviderSetup {
   provider: VideoProvider;
   /** The built-in provider's public keys, served at /.well-known/jwks.json (empty for other providers). */
   jwks: () => Promise<{ keys: object[] }>;
+  /** Background work the provider needs while the app runs; returns its stop function. */
+  start: () => Promise<() => void>;
 }
 
 /** The only place that knows which provider is configured. */
@@ -24,7 +26,11 @@ export function createVideoProvider(config: Config, prisma: PrismaClient, now: (
         maxTokenLifetimeMs: maxTokenLifetimeMs(config, MAX_APPOINTMENT_MS),
         now,
       });
-      return { provider: new LocalVideoProvider({ keys, issuer: config.tokenIssuer }), jwks: () => keys.jwks() };
+      return {
+        provider: new LocalVideoProvider({ keys, issuer: config.tokenIssuer }),
+        jwks: () => keys.jwks(),
+        start: () => keys.keepFresh(),
+      };
     }
     default:
       throw new Error(`VIDEO_PROVIDER=${config.videoProvider} is not available yet`);

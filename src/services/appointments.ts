@@ -36,11 +36,11 @@ const DEFAULT_SETTINGS = { maxParticipants: 2, waitingRoom: true, recording: fal
 
 /** API.md §1: an event older than or equal to what is stored is acknowledged and ignored, when both carry a revision. */
 const isStale = (stored: number | null | undefined, incoming: number | null | undefined) =>
-  stored != null && incoming != null && incoming <= stored;
+  typeof stored === "number" && typeof incoming === "number" && incoming <= stored;
 
 /** The highest revision known wins, so an unrevisioned event cannot reopen the door to older revisions. */
 const newestRevision = (stored: number | null | undefined, incoming: number | null | undefined) =>
-  incoming == null ? (stored ?? null) : stored == null ? incoming : Math.max(stored, incoming);
+  typeof incoming !== "number" ? (stored ?? null) : typeof stored !== "number" ? incoming : Math.max(stored, incoming);
 
 const SESSION_RETRY_DELAY_MS = 30_000;
 

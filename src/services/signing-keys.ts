@@ -55,6 +55,8 @@ const ALGORITHM = "ES256";
 const FORMAT_VERSION = "v1";
 const HKDF_INFO = "joinwindow signing key v1";
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** The next key is made this long before the current one stops signing. */
+export const REFRESH_MARGIN_MS = 10 * 60 * 1000;
 
 export class SigningKeyStore {
   readonly #prisma: PrismaClient;
@@ -79,12 +81,37 @@ export class SigningKeyStore {
     this.#now = options.now ?? (() => new Date());
   }
 
-  /** The key that signs now; creates (and persists) a new one when none is valid. */
+  /**
+   * The key that signs now; creates (and persists) a new one when none is
+   * valid. Called inside the join-token transaction, so it must not need a
+   * database connection of its own there (the pool may be exhausted, and
+   * PGlite has a single connection): the key is cached, warmed at boot, and
+   * replaced in the background during the last REFRESH_MARGIN_MS of its term.
+   * Only a cold or expired cache waits for the database.
+   */
   async currentKey(): Promise<CurrentSigningKey> {
-    // Cached until rotatesAt: this is on the join-token hot path, and no
-    // replica creates a newer key while this one is still valid.
     const cached = this.#cached;
-    if (cached && cached.rotatesAt.getTime() > this.#now().getTime()) return cached;
+    const now = this.#now().getTime();
+    if (cached && cached.rotatesAt.getTime() > now) {
+      if (cached.rotatesAt.getTime() - REFRESH_MARGIN_MS <= now) void this.#refresh().catch(() => {});
+      return cached;
+    }
+    return this.#refresh();
+  }
+
+  /**
+   * Loads the key now and then checks it every minute, so that a request never
+   * meets an expired cache even when none arrives during the refresh margin.
+   * Returns the function that stops the timer.
+   */
+  async keepFresh(intervalMs = 60_000): Promise<() => void> {
+    await this.currentKey();
+    const timer = setInterval(() => void this.currentKey().catch(() => {}), intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  #refresh(): Promise<CurrentSigningKey> {
     this.#pending ??= this.#loadOrCreate().finally(() => {
       this.#pending = undefined;
     });
@@ -129,8 +156,9 @@ export class SigningKeyStore {
   }
 
   #findValid(db: Pick<PrismaClient, "signingKey">, now: Date) {
+    // A key about to rotate no longer counts: its successor is made ahead of time.
     return db.signingKey.findFirst({
-      where: { rotatesAt: { gt: now }, algorithm: ALGORITHM },
+      where: { rotatesAt: { gt: new Date(now.getTime() + REFRESH_MARGIN_MS) }, algorithm: ALGORITHM },
       orderBy: [{ createdAt: "desc" }, { kid: "asc" }],
       select: { kid: true, privateKeyEncrypted: true, rotatesAt: true },
     });

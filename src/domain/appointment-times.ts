@@ -1,0 +1,224 @@
+import { formatInTimeZone } from "date-fns-tz";
+import { AppError, invalidRequest } from "../errors.js";
+
+/**
+ * The scheduler's startsAt / endsAt / timeZone (API.md §1) turned into UTC
+ * instants. Pure: no I/O, no clock, and no dependence on the process's own
+ * time zone (date-fns-tz's wall-clock helpers read the host's local fields,
+ * so only its instant → offset lookup is used here).
+ */
+
+export interface AppointmentTimesInput {
+  startsAt: string;
+  endsAt: string;
+  timeZone?: string | null;
+}
+
+export interface AppointmentTimes {
+  startsAt: Date;
+  endsAt: Date;
+}
+
+export const MAX_APPOINTMENT_MS = 24 * 60 * 60 * 1000;
+
+const TIME_ZONE_PATH = "/data/timeZone";
+const MINUTE_MS = 60_000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
+const MAX_OFFSET_MINUTES = 14 * 60;
+
+const ISO_DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?(?:(Z)|([+-])(\d{2}):(\d{2}))?$/;
+
+const FORMAT_MESSAGE = "must be an ISO 8601 date-time: YYYY-MM-DDTHH:mm[:ss[.sss]], optionally followed by Z or ±HH:mm";
+
+interface Issue {
+  path: string;
+  message: string;
+}
+
+interface ParsedDateTime {
+  text: string;
+  /** The written fields read as if they were UTC: the wall-clock time for local values. */
+  wallMs: number;
+  /** Minutes east of UTC; null for a local wall-clock time. */
+  offsetMinutes: number | null;
+}
+
+type ParseResult = { ok: true; value: ParsedDateTime } | { ok: false; issue: Issue };
+
+export function isValidTimeZone(name: string): boolean {
+  return canonicalTimeZone(name) !== null;
+}
+
+export function resolveInstant(value: string, timeZone: string | null | undefined, path: string): Date {
+  const parsed = parseDateTime(value, path);
+  if (!parsed.ok) throw badSyntax([parsed.issue]);
+  return resolveParsed(parsed.value, checkedTimeZone(timeZone), path);
+}
+
+export function resolveAppointmentTimes(input: AppointmentTimesInput): AppointmentTimes {
+  const start = parseDateTime(input.startsAt, "/data/startsAt");
+  const end = parseDateTime(input.endsAt, "/data/endsAt");
+  // Report every malformed field at once; syntax (400) outranks the 422s.
+  const issues = [start, end].flatMap((r) => (r.ok ? [] : [r.issue]));
+  if (!start.ok || !end.ok) throw badSyntax(issues);
+
+  const zone = checkedTimeZone(input.timeZone);
+  const startsAt = resolveParsed(start.value, zone, "/data/startsAt");
+  const endsAt = resolveParsed(end.value, zone, "/data/endsAt");
+
+  const duration = endsAt.getTime() - startsAt.getTime();
+  if (duration <= 0) {
+    throw new AppError(
+      422,
+      "invalid_time_range",
+      "Unprocessable Content",
+      `endsAt (${endsAt.toISOString()}) must be after startsAt (${startsAt.toISOString()}).`,
+    );
+  }
+  if (duration > MAX_APPOINTMENT_MS) {
+    throw new AppError(
+      422,
+      "invalid_time_range",
+      "Unprocessable Content",
+      `An appointment may last at most 24 hours; ${startsAt.toISOString()} to ${endsAt.toISOString()} is longer.`,
+    );
+  }
+  return { startsAt, endsAt };
+}
+
+function badSyntax(issues: Issue[]): AppError {
+  const detail = issues.map((i) => `${i.path} ${i.message}.`).join(" ");
+  return invalidRequest(detail, issues);
+}
+
+function parseDateTime(value: string, path: string): ParseResult {
+  const fail = (message: string): ParseResult => ({ ok: false, issue: { path, message } });
+  if (typeof value !== "string") return fail(FORMAT_MESSAGE);
+  const m = ISO_DATE_TIME.exec(value);
+  if (!m) return fail(FORMAT_MESSAGE);
+
+  const [, y, mo, d, h, mi, s = "0", frac = "", z, sign, oh, om] = m;
+  const year = Number(y);
+  const month = Number(mo);
+  const day = Number(d);
+  const hour = Number(h);
+  const minute = Number(mi);
+  const second = Number(s);
+  const ms = Number(frac.padEnd(3, "0"));
+
+  // Year 0 is excluded because date-fns-tz misreads BC-era years (offsets of thousands of hours).
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
+    return fail(`is not a calendar date (${y}-${mo}-${d})`);
+  }
+  if (hour > 23 || minute > 59 || second > 59) {
+    return fail("has a time of day out of range (hours 00–23, minutes and seconds 00–59)");
+  }
+
+  let offsetMinutes: number | null = null;
+  if (z) {
+    offsetMinutes = 0;
+  } else if (sign && oh && om) {
+    const magnitude = Number(oh) * 60 + Number(om);
+    if (Number(om) > 59 || magnitude > MAX_OFFSET_MINUTES) {
+      return fail("has a UTC offset out of range (at most ±14:00)");
+    }
+    offsetMinutes = sign === "-" ? -magnitude : magnitude;
+  }
+
+  // Date.UTC maps years 0–99 to 19xx; setUTCFullYear does not.
+  const wall = new Date(0);
+  wall.setUTCFullYear(year, month - 1, day);
+  wall.setUTCHours(hour, minute, second, ms);
+  return { ok: true, value: { text: value, wallMs: wall.getTime(), offsetMinutes } };
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+/** null when no zone was given; throws invalid_time_zone for an unknown one. */
+function checkedTimeZone(timeZone: string | null | undefined): string | null {
+  if (timeZone === undefined || timeZone === null || timeZone === "") return null;
+  const canonical = canonicalTimeZone(timeZone);
+  if (canonical === null) {
+    const shown = JSON.stringify(String(timeZone).slice(0, 100));
+    throw new AppError(422, "invalid_time_zone", "Unprocessable Content", `timeZone ${shown} is not a known IANA time zone.`, {
+      errors: [{ path: TIME_ZONE_PATH, message: "must be an IANA time zone name, e.g. America/New_York" }],
+    });
+  }
+  return canonical;
+}
+
+/**
+ * ICU's spelling of the zone, or null if unknown. Canonical casing keeps
+ * date-fns-tz's per-name caches bounded whatever casing a caller sends.
+ */
+function canonicalTimeZone(name: string): string | null {
+  if (typeof name !== "string" || name === "") return null;
+  // Newer V8 accepts offset strings such as "+05:30" as zones; they are not IANA names.
+  if (name.startsWith("+") || name.startsWith("-")) return null;
+  try {
+    return new Intl.DateTimeFormat("en-US", { timeZone: name }).resolvedOptions().timeZone;
+  } catch {
+    return null;
+  }
+}
+
+function resolveParsed(parsed: ParsedDateTime, zone: string | null, path: string): Date {
+  if (parsed.offsetMinutes !== null) return new Date(parsed.wallMs - parsed.offsetMinutes * MINUTE_MS);
+  if (zone === null) {
+    throw new AppError(
+      422,
+      "missing_time_zone",
+      "Unprocessable Content",
+      `${path} is a local time without an offset, so timeZone (an IANA name) is required.`,
+      { errors: [{ path, message: "has no offset and no timeZone was given" }] },
+    );
+  }
+  return resolveLocal(parsed, zone, path);
+}
+
+/**
+ * Wall-clock time in `zone` → instant. fromZonedTime is not used: it shifts
+ * times in a gap silently, and which instant it picks in a fold depends on the
+ * zone and on the host's TZ. Instead, like Temporal: take the offsets a day
+ * either side, keep those that map back to the same wall-clock time, and pick
+ * the earliest (the fold's first pass); none means the time is in a gap.
+ */
+function resolveLocal(parsed: ParsedDateTime, zone: string, path: string): Date {
+  const { wallMs } = parsed;
+  const before = offsetMinutesAt(wallMs - DAY_MS, zone);
+  const after = offsetMinutesAt(wallMs + DAY_MS, zone);
+  const candidates = [...new Set([before, after])]
+    .map((offset) => wallMs - offset * MINUTE_MS)
+    .filter((instant) => instant + offsetMinutesAt(instant, zone) * MINUTE_MS === wallMs);
+  if (candidates.length === 0) {
+    throw new AppError(
+      422,
+      "nonexistent_local_time",
+      "Unprocessable Content",
+      `${path} ${parsed.text} does not exist in ${zone}: clocks skip from UTC${formatOffset(before)} to UTC${formatOffset(after)} around then.`,
+      { errors: [{ path, message: `is a local time skipped by a daylight-saving change in ${zone}` }] },
+    );
+  }
+  return new Date(Math.min(...candidates));
+}
+
+/** UTC offset of `zone` at an instant, in minutes (sub-minute historic LMT offsets are truncated). */
+function offsetMinutesAt(instantMs: number, zone: string): number {
+  // "xxx" is computed from the instant itself, independent of the host's TZ.
+  const text = formatInTimeZone(new Date(instantMs), zone, "xxx");
+  const m = /^([+-])(\d{2,}):(\d{2})$/.exec(text);
+  if (!m) throw new Error(`Unexpected UTC offset ${JSON.stringify(text)} for ${zone}`);
+  const minutes = Number(m[2]) * 60 + Number(m[3]);
+  return m[1] === "-" ? -minutes : minutes;
+}
+
+function formatOffset(minutes: number): string {
+  const abs = Math.abs(minutes);
+  const hh = String(Math.floor(abs / 60)).padStart(2, "0");
+  const mm = String(abs % 60).padStart(2, "0");
+  return `${minutes < 0 ? "-" : "+"}${hh}:${mm}`;
+}

@@ -1,0 +1,375 @@
+import { type JsonWebKey, type KeyObject, createPublicKey } from "node:crypto";
+import fastifyJwt, { type FastifyJWTOptions, type TokenOrHeader } from "@fastify/jwt";
+import type { Algorithm } from "fast-jwt";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import buildGetJwks from "get-jwks";
+import type { Config } from "../../config.js";
+import { AppError } from "../../errors.js";
+
+/**
+ * Bearer JWTs from the organisation's identity provider (API.md "Actors and
+ * how each authenticates"): verified with AUTH_JWT_SECRET (HS256),
+ * AUTH_JWT_PUBLIC_KEY (algorithm pinned to the key's type) or AUTH_JWKS_URL
+ * (keys fetched by `kid`). Every failure is a 401 `unauthenticated` whose
+ * detail is one of our own sentences, never library text or token content.
+ */
+
+export interface Caller {
+  userId: string;
+  scopes: ReadonlySet<string>;
+}
+
+export type Scope = "appointments:read" | "tokens:introspect" | "tokens:revoke";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Set by `app.authenticate`. */
+    caller: Caller;
+  }
+  interface FastifyInstance {
+    authenticate: (request: FastifyRequest) => Promise<void>;
+  }
+}
+
+export type AuthenticationConfig = Pick<
+  Config,
+  "authJwtSecret" | "authJwtPublicKey" | "authJwksUrl" | "authJwtIssuer" | "authJwtAudience"
+>;
+
+export interface AuthenticationOptions {
+  config: AuthenticationConfig;
+  /** Epoch milliseconds; tests inject a clock. */
+  now?: () => number;
+}
+
+/**
+ * 401 `unauthenticated`. RFC 6750 §3.1: a request that carried no bearer
+ * credentials gets a bare `Bearer` challenge, one with a bad token gets
+ * `error="invalid_token"`.
+ */
+export const unauthenticated = (detail: string, credentialsGiven = true): AppError =>
+  new AppError(401, "unauthenticated", "Unauthorized", detail, {}, {
+    "www-authenticate": credentialsGiven ? 'Bearer error="invalid_token"' : "Bearer",
+  });
+
+const insufficientScope = (scope: Scope): AppError =>
+  new AppError(403, "insufficient_scope", "Forbidden", `This operation needs the ${scope} scope.`, {}, {
+    "www-authenticate": `Bearer error="insufficient_scope", scope="${scope}"`,
+  });
+
+export function hasScope(caller: Caller, scope: Scope): boolean {
+  return caller.scopes.has(scope);
+}
+
+/** onRequest/preHandler hook: 403 `insufficient_scope` unless the caller has `scope`. Runs after `app.authenticate`. */
+export function requireScope(scope: Scope): (request: FastifyRequest) => Promise<void> {
+  return async (request) => {
+    // Fails closed if a route forgot app.authenticate in front of it.
+    if (!request.caller) throw unauthenticated(MISSING, false);
+    if (!hasScope(request.caller, scope)) throw insufficientScope(scope);
+  };
+}
+
+const MISSING = "Missing bearer token.";
+const NOT_BEARER = "Send the token as 'Authorization: Bearer <token>'.";
+const MALFORMED = "The bearer token is not a well-formed JWT.";
+const EXPIRED = "The token has expired.";
+const NOT_YET_VALID = "The token is not valid yet.";
+const REJECTED = "The token's signature or algorithm is not accepted.";
+const MISSING_CLAIM = "The token lacks a required claim.";
+const WRONG_ISSUER = "The token's issuer is not accepted.";
+const WRONG_AUDIENCE = "The token's audience is not accepted.";
+const BAD_SUBJECT = "The token's sub claim must be a non-empty string of at most 200 characters.";
+const UNKNOWN_KEY = "The token's signing key is not known.";
+const KEY_UNAVAILABLE = "The identity provider's signing keys could not be retrieved.";
+const NOT_CONFIGURED = "No identity provider is configured to verify bearer tokens.";
+
+// Tokens only ever travel in a header, so this is generous; it bounds the work done on junk.
+const MAX_TOKEN_LENGTH = 8192;
+const MAX_SUB_LENGTH = 200;
+const CLOCK_TOLERANCE_MS = 30_000;
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+const BEARER = /^Bearer +(\S+) *$/i;
+
+/** The token from `Authorization: Bearer <token>`, or the 401 that explains what is wrong. */
+function bearerToken(header: string | undefined): string {
+  if (header === undefined || header.trim() === "") throw unauthenticated(MISSING, false);
+  // Another scheme (Basic, …) is not a bearer credential at all: bare challenge.
+  if (!/^Bearer(?: |$)/i.test(header)) throw unauthenticated(NOT_BEARER, false);
+  const match = BEARER.exec(header);
+  if (!match?.[1]) throw unauthenticated(NOT_BEARER);
+  const token = match[1];
+  if (token.length > MAX_TOKEN_LENGTH || !JWS_COMPACT.test(token)) throw unauthenticated(MALFORMED);
+  return token;
+}
+
+/**
+ * Which JWS algorithms a public key may verify. Pinned per key type so that
+ * neither `none` nor an HMAC "signed" with the public key can pass.
+ */
+function algorithmsFor(key: KeyObject): Algorithm[] {
+  switch (key.asymmetricKeyType) {
+    case "rsa":
+      return ["RS256", "PS256"];
+    case "ec":
+      if (key.asymmetricKeyDetails?.namedCurve === "prime256v1") return ["ES256"];
+      if (key.asymmetricKeyDetails?.namedCurve === "secp384r1") return ["ES384"];
+      return [];
+    case "ed25519":
+      return ["EdDSA"];
+    default:
+      return [];
+  }
+}
+
+const JWKS_ALGORITHMS: Algorithm[] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
+
+function staticPublicKey(pem: string): { pem: string; algorithms: Algorithm[] } {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new Error("AUTH_JWT_PUBLIC_KEY is not a readable PEM public key");
+  }
+  const algorithms = algorithmsFor(key);
+  if (algorithms.length === 0) {
+    throw new Error("AUTH_JWT_PUBLIC_KEY must be an RSA, EC P-256/P-384 or Ed25519 public key");
+  }
+  // Normalised to SPKI so a PEM private key or certificate also works and fast-jwt sees one format.
+  return { pem: key.export({ type: "spki", format: "pem" }) as string, algorithms };
+}
+
+/** Cache and refetch policy for AUTH_JWKS_URL (see keySource). */
+const JWKS_KEY_TTL_MS = 10 * 60_000;
+const JWKS_REFETCH_INTERVAL_MS = 60_000;
+const JWKS_FETCH_TIMEOUT_MS = 5_000;
+const JWKS_MAX_KEYS = 100;
+
+type Jwk = Record<string, unknown>;
+
+/** get-jwks joins `domain` and `jwksPath`; splitting the URL makes it fetch exactly AUTH_JWKS_URL. */
+function splitJwksUrl(jwksUrl: string): { domain: string; jwksPath: string } {
+  const url = new URL(jwksUrl);
+  // An empty jwksPath would make get-jwks fall back to /.well-known/jwks.json; "./" resolves to "/".
+  const jwksPath = `${url.pathname}${url.search}`.replace(/^\/+/, "") || "./";
+  return { domain: `${url.origin}/`, jwksPath };
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The key lookup @fastify/jwt calls with the decoded token. get-jwks fetches
+ * AUTH_JWKS_URL and caches each key by (alg, kid); a key older than
+ * JWKS_KEY_TTL_MS is fetched again, so rotation and withdrawal are picked up.
+ * Around it:
+ * - a kid never seen before may trigger a fetch at most once a minute, so a
+ *   flood of made-up kids cannot hammer the identity provider;
+ * - get-jwks' own stale fallback is cleared before each refetch (it would keep
+ *   serving a key the provider has withdrawn); instead, while the provider is
+ *   unreachable, a kid it did publish keeps working and no fetch is tried
+ *   for a minute.
+ */
+function jwksKeySource(jwksUrl: string, now: () => number) {
+  const { domain, jwksPath } = splitJwksUrl(jwksUrl);
+  const jwks = buildGetJwks({ max: JWKS_MAX_KEYS, ttl: JWKS_KEY_TTL_MS, providerDiscovery: false, jwksPath });
+  // Keys the provider did publish, by get-jwks cache key; ages follow the injected clock.
+  const published = new Map<string, { jwk: Jwk; fetchedAt: number }>();
+  const pems = new WeakMap<Jwk, { pem: string; algorithms: Algorithm[] }>();
+  let unknownKidFetchAt = -Infinity;
+  let failedAt = -Infinity;
+
+  function remember(cacheKey: string, jwk: Jwk, fetchedAt: number) {
+    published.delete(cacheKey);
+    published.set(cacheKey, { jwk, fetchedAt });
+    if (published.size > JWKS_MAX_KEYS) published.delete(published.keys().next().value as string);
+  }
+
+  function pemFor(jwk: Jwk, alg: string): string {
+    let entry = pems.get(jwk);
+    if (!entry) {
+      if (jwk.use !== undefined && jwk.use !== "sig") throw unauthenticated(REJECTED);
+      let key: KeyObject;
+      try {
+        // Throws for kty "oct": a symmetric JWK must never verify anything here.
+        key = createPublicKey({ key: jwk as JsonWebKey, format: "jwk" });
+      } catch {
+        throw unauthenticated(REJECTED);
+      }
+      entry = { pem: key.export({ type: "spki", format: "pem" }) as string, algorithms: algorithmsFor(key) };
+      pems.set(jwk, entry);
+    }
+    if (!entry.algorithms.includes(alg as Algorithm)) throw unauthenticated(REJECTED);
+    return entry.pem;
+  }
+
+  return async function publicKeyFor(request: FastifyRequest, decoded: TokenOrHeader): Promise<string> {
+    const header = ("header" in decoded ? decoded.header : decoded) as { alg?: unknown; kid?: unknown };
+    const { alg, kid } = header;
+    // Checked before any fetch: HS*/none tokens and junk headers never reach the provider.
+    if (typeof alg !== "string" || !JWKS_ALGORITHMS.includes(alg as Algorithm)) throw unauthenticated(REJECTED);
+    if (typeof kid !== "string" || kid.length === 0 || kid.length > 256) throw unauthenticated(UNKNOWN_KEY);
+
+    const cacheKey = jwks.generateCacheKey(alg, kid, domain);
+    const t = now();
+    const known = published.get(cacheKey);
+    // A cached entry may also be a fetch in flight, which concurrent requests share.
+    const cached = jwks.cache.get(cacheKey) !== undefined;
+    if (!cached || (known && t - known.fetchedAt >= JWKS_KEY_TTL_MS)) {
+      if (t - failedAt < JWKS_REFETCH_INTERVAL_MS) {
+        if (known) return pemFor(known.jwk, alg);
+        throw unauthenticated(KEY_UNAVAILABLE);
+      }
+      if (known) {
+        // Requests arriving during the refetch share it instead of starting their own.
+        known.fetchedAt = t;
+      } else {
+        if (t - unknownKidFetchAt < JWKS_REFETCH_INTERVAL_MS) throw unauthenticated(UNKNOWN_KEY);
+        unknownKidFetchAt = t;
+      }
+      jwks.cache.delete(cacheKey);
+      jwks.staleCache.delete(cacheKey);
+    }
+
+    let jwk: Jwk;
+    try {
+      jwk = await withTimeout(jwks.getJwk({ domain, alg, kid }), JWKS_FETCH_TIMEOUT_MS);
+    } catch (error) {
+      // get-jwks moves a failed lookup into its stale cache on delete; it must not be served later.
+      jwks.staleCache.delete(cacheKey);
+      const code = (error as { code?: unknown }).code;
+      if (code === "JWK_NOT_FOUND" || code === "NO_JWKS") {
+        published.delete(cacheKey);
+        throw unauthenticated(UNKNOWN_KEY);
+      }
+      failedAt = now();
+      request.log.warn({ reason: (error as Error).message }, "identity provider's JWKS could not be fetched");
+      const stale = published.get(cacheKey);
+      if (stale) return pemFor(stale.jwk, alg);
+      throw unauthenticated(KEY_UNAVAILABLE);
+    }
+    const pem = pemFor(jwk, alg);
+    if (published.get(cacheKey)?.jwk !== jwk) remember(cacheKey, jwk, t);
+    return pem;
+  };
+}
+
+/**
+ * @fastify/jwt answers several rejections with its own 400/401 errors and
+ * passes others (nbf in the future, algorithm outside the allowlist, wrong
+ * claim type, key lookup failures) through as 500s. Everything becomes a 401
+ * with one of our sentences; library messages are only inspected, never sent.
+ */
+function verificationFailure(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  const text = typeof message === "string" ? message : "";
+  switch (code) {
+    case "FST_JWT_AUTHORIZATION_TOKEN_EXPIRED":
+    case "FAST_JWT_EXPIRED":
+      return unauthenticated(EXPIRED);
+    case "FAST_JWT_INACTIVE":
+      return unauthenticated(NOT_YET_VALID);
+    case "FAST_JWT_MALFORMED":
+    case "FAST_JWT_INVALID_PAYLOAD":
+      return unauthenticated(MALFORMED);
+  }
+  if (/claim is required/.test(text)) return unauthenticated(MISSING_CLAIM);
+  if (/\biss claim\b/.test(text)) return unauthenticated(WRONG_ISSUER);
+  if (/\baud claim\b/.test(text)) return unauthenticated(WRONG_AUDIENCE);
+  if (/malformed|not a valid (base64url|JSON)/.test(text)) return unauthenticated(MALFORMED);
+  return unauthenticated(REJECTED);
+}
+
+/**
+ * Scopes from `scope` (RFC 9068: a space-separated string) and `scp` (Entra
+ * ID: a string; Okta: an array). Both shapes are read from both claims and
+ * merged; any other shape grants nothing.
+ */
+function scopesFrom(claims: Record<string, unknown>): Set<string> {
+  const scopes = new Set<string>();
+  for (const value of [claims.scope, claims.scp]) {
+    const items =
+      typeof value === "string"
+        ? value.split(/\s+/)
+        : Array.isArray(value) && value.every((item) => typeof item === "string")
+          ? (value as string[])
+          : [];
+    for (const item of items) if (item !== "") scopes.add(item);
+  }
+  return scopes;
+}
+
+function callerFrom(payload: unknown): Caller {
+  if (typeof payload !== "object" || payload === null) throw unauthenticated(MALFORMED);
+  const claims = payload as Record<string, unknown>;
+  const { sub } = claims;
+  if (typeof sub !== "string" || sub.length === 0 || sub.length > MAX_SUB_LENGTH) throw unauthenticated(BAD_SUBJECT);
+  return { userId: sub, scopes: scopesFrom(claims) };
+}
+
+export default fp(
+  async function authentication(app: FastifyInstance, { config, now }: AuthenticationOptions) {
+    const presented = new WeakMap<FastifyRequest, string>();
+    const verify: NonNullable<FastifyJWTOptions["verify"]> = {
+      requiredClaims: [
+        "exp",
+        "sub",
+        // fast-jwt skips allowedIss/allowedAud for an absent claim, so a configured one is also required.
+        ...(config.authJwtIssuer !== undefined ? ["iss"] : []),
+        ...(config.authJwtAudience !== undefined ? ["aud"] : []),
+      ],
+      clockTolerance: CLOCK_TOLERANCE_MS,
+      ...(config.authJwtIssuer !== undefined && { allowedIss: config.authJwtIssuer }),
+      ...(config.authJwtAudience !== undefined && { allowedAud: config.authJwtAudience }),
+      // authenticate() has already parsed the header (with its own, stricter rules).
+      extractToken: (request) => presented.get(request),
+    };
+
+    let secret: FastifyJWTOptions["secret"] | undefined;
+    if (config.authJwtSecret !== undefined) {
+      secret = { public: config.authJwtSecret };
+      verify.algorithms = ["HS256"];
+    } else if (config.authJwtPublicKey !== undefined) {
+      const key = staticPublicKey(config.authJwtPublicKey);
+      secret = { public: key.pem };
+      verify.algorithms = key.algorithms;
+    } else if (config.authJwksUrl !== undefined) {
+      secret = { public: jwksKeySource(config.authJwksUrl, now ?? Date.now) };
+      verify.algorithms = JWKS_ALGORITHMS;
+    }
+    // `{ public }` only: this service verifies user tokens and never signs them.
+    if (secret !== undefined) await app.register(fastifyJwt, { secret, verify, decode: { complete: true } });
+
+    app.decorateRequest("caller", null as unknown as Caller);
+    app.decorate("authenticate", async function authenticate(request: FastifyRequest): Promise<void> {
+      const token = bearerToken(request.headers.authorization);
+      if (secret === undefined) throw unauthenticated(NOT_CONFIGURED);
+      presented.set(request, token);
+      let payload: unknown;
+      try {
+        // Per-call options make @fastify/jwt build a verifier per call (~5x the cost for RSA), so the
+        // injected clock is passed only when it differs from the real one (a test's fake clock).
+        const t = now?.() ?? Date.now();
+        payload = await request.jwtVerify(Math.abs(t - Date.now()) > 1000 ? { clockTimestamp: t } : undefined);
+      } catch (error) {
+        throw verificationFailure(error);
+      } finally {
+        presented.delete(request);
+      }
+      request.caller = callerFrom(payload);
+    });
+  },
+  // Its errors are AppErrors, which only problem-details turns into 401/403 answers.
+  { name: "authentication", dependencies: ["problem-details"] },
+);
