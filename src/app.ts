@@ -13,7 +13,7 @@ import type { Config } from "./config.js";
 import type { Database } from "./db/database.js";
 import metrics from "./http/plugins/metrics.js";
 import openapi from "./http/plugins/openapi.js";
-import problemDetails from "./http/plugins/problem-details.js";
+import problemDetails, { sendProblem, toAppError } from "./http/plugins/problem-details.js";
 import security, { rateLimited } from "./http/plugins/security.js";
 import authentication from "./http/plugins/authentication.js";
 import appointmentRoutes from "./http/routes/appointments.js";
@@ -84,6 +84,10 @@ function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
     // Values are never coerced (API.md): "revision": "3" is a 400, not 3.
     ajv: { customOptions: { coerceTypes: false, allErrors: true } },
     return503OnClosing: true,
+    // Long enough for a 200-character externalId, percent-encoded; the schema enforces the real limit.
+    maxParamLength: 2048,
+    // Errors raised before routing (a malformed URL) get the same problem+json as everything else.
+    frameworkErrors: (error, _request, reply) => sendProblem(reply, toAppError(error)),
   };
 }
 

@@ -17,7 +17,8 @@ const UNAVAILABLE_MESSAGES = [
 ];
 
 // Prisma's codes for "the database is not there" (connection, timeouts, pool).
-const UNAVAILABLE_PRISMA_CODES = new Set(["P1001", "P1002", "P1008", "P1017", "P2024"]);
+// P2028: a transaction could not start (no connection within maxWait) or outlived its timeout.
+const UNAVAILABLE_PRISMA_CODES = new Set(["P1001", "P1002", "P1008", "P1017", "P2024", "P2028"]);
 
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (let current: unknown = error, depth = 0; current && depth < 5; depth++) {

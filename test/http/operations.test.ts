@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startApp, type TestApp } from "../helpers/app.js";
+import { userJwt } from "../helpers/fixtures.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
 
 describe("operations endpoints", () => {
@@ -109,9 +110,94 @@ describe("when the database goes away", () => {
       expect(res.status).toBe(503);
       expect(((await res.json()) as { code: string }).code).toBe("not_ready");
       expect(Date.now() - started).toBeLessThan(4000);
+      const jwt = userJwt("someone");
+      for (const [method, path] of [["GET", "/v1/appointments/x"], ["POST", "/v1/appointments/x/join-token"]] as const) {
+        const answer = await fetch(`${t.url}${path}`, { method, headers: { authorization: `Bearer ${jwt}` } });
+        expect(answer.status).toBe(503);
+        expect(((await answer.json()) as { code: string }).code).toBe("not_ready");
+      }
     } finally {
       proxy.restore();
     }
     await expect.poll(async () => (await fetch(`${t.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
+  });
+});
+
+describe("CORS for portals on other origins", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startApp({ CORS_ORIGINS: "https://portal.example.com" });
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it("answers a preflight from an allowed origin and exposes Date and Retry-After", async () => {
+    const preflight = await t.app.inject({
+      method: "OPTIONS",
+      url: "/v1/appointments/appt-1/join-token",
+      headers: {
+        origin: "https://portal.example.com",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+      },
+    });
+    expect(preflight.statusCode).toBe(204);
+    expect(preflight.headers["access-control-allow-origin"]).toBe("https://portal.example.com");
+    expect(String(preflight.headers["access-control-allow-headers"])).toContain("authorization");
+    const actual = await t.app.inject({ method: "GET", url: "/healthz", headers: { origin: "https://portal.example.com" } });
+    expect(actual.headers["access-control-allow-origin"]).toBe("https://portal.example.com");
+    expect(String(actual.headers["access-control-expose-headers"]).toLowerCase()).toMatch(/date.*retry-after/);
+  });
+
+  it("does not allow other origins", async () => {
+    const res = await t.app.inject({ method: "GET", url: "/healthz", headers: { origin: "https://evil.example" } });
+    expect(res.headers["access-control-allow-origin"]).toBeUndefined();
+  });
+});
+
+describe("per-address rate limit", () => {
+  it("answers 429 rate_limited with Retry-After past RATE_LIMIT_PER_MINUTE, and 0 turns it off", async () => {
+    const limited = await startApp({ RATE_LIMIT_PER_MINUTE: "3" });
+    try {
+      const codes: number[] = [];
+      let last;
+      for (let i = 0; i < 4; i++) {
+        last = await limited.app.inject({ method: "GET", url: "/v1/appointments/x" });
+        codes.push(last.statusCode);
+      }
+      expect(codes).toEqual([401, 401, 401, 429]);
+      expect(last?.headers["content-type"]).toContain("application/problem+json");
+      expect(last?.json().code).toBe("rate_limited");
+      expect(Number(last?.headers["retry-after"])).toBeGreaterThan(0);
+      // Probes and scrapers are never limited.
+      expect((await limited.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
+    } finally {
+      await limited.close();
+    }
+    const unlimited = await startApp({ RATE_LIMIT_PER_MINUTE: "0" });
+    try {
+      for (let i = 0; i < 5; i++) {
+        expect((await unlimited.app.inject({ method: "GET", url: "/v1/appointments/x" })).statusCode).toBe(401);
+      }
+    } finally {
+      await unlimited.close();
+    }
+  });
+});
+
+describe("domain metrics", () => {
+  it("counts refusals by code", async () => {
+    const t = await startApp();
+    try {
+      await t.app.inject({ method: "GET", url: "/v1/appointments/x" });
+      const res = await t.app.inject({ method: "GET", url: "/metrics" });
+      expect(res.body).toMatch(/joinwindow_refusals_total\{code="unauthenticated"\} 1/);
+      for (const name of ["joinwindow_webhooks_total", "joinwindow_tokens_issued_total", "joinwindow_introspections_total"]) {
+        expect(res.body).toContain(`# TYPE ${name} counter`);
+      }
+    } finally {
+      await t.close();
+    }
   });
 });

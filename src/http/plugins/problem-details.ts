@@ -68,13 +68,16 @@ export function toAppError(error: FastifyError & { validation?: ValidationIssue[
     case "FST_ERR_CTP_INVALID_JSON_BODY":
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return new AppError(400, "invalid_request", "Invalid request", "The body is not valid JSON.");
+    case "FST_ERR_BAD_URL":
+    case "FST_ERR_MAX_PARAM_LENGTH":
+      return new AppError(400, "invalid_request", "Invalid request", "The URL is not valid.");
   }
   if (isDatabaseUnavailable(error)) return notReady();
   const status = error.statusCode ?? 500;
   if (status === 404) return notFound();
   if (status >= 400 && status < 500) {
-    // Fastify's own messages for client errors are safe (they never carry request content).
-    return new AppError(status, "invalid_request", "Invalid request", error.message);
+    // Not Fastify's message: some of them quote the URL, which may carry a misplaced token.
+    return new AppError(status, "invalid_request", "Invalid request", "The request is not valid.");
   }
   return new AppError(500, "internal_error", "Internal Server Error", "Something went wrong on our side.");
 }

@@ -36,15 +36,23 @@ export default fp(
       maxAge: 600,
     });
 
-    // 0 turns the limit off (API.md). Limits are counted per replica, in memory.
     await app.register(rateLimit, {
-      global: config.rateLimitPerMinute > 0,
-      max: config.rateLimitPerMinute > 0 ? config.rateLimitPerMinute : 1,
-      timeWindow: 60_000,
-      addHeadersOnExceeding: { "x-ratelimit-limit": false, "x-ratelimit-remaining": false, "x-ratelimit-reset": false },
+      global: false,
       // The plugin throws what this returns; the problem-details handler renders it.
       errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
     });
+
+    // 0 turns the limit off (API.md). A root onRequest hook rather than the
+    // plugin's per-route one, which would run after a route's own
+    // authentication and so never count refused requests. Counted per
+    // replica, in memory. Routes opt out with `config: { rateLimit: false }`.
+    if (config.rateLimitPerMinute > 0) {
+      const perAddress = app.rateLimit({ max: config.rateLimitPerMinute, timeWindow: 60_000 });
+      app.addHook("onRequest", async (request, reply) => {
+        if ((request.routeOptions.config as { rateLimit?: unknown }).rateLimit === false) return;
+        await perAddress.call(app, request, reply);
+      });
+    }
   },
   { name: "security" },
 );

@@ -20,7 +20,7 @@ const bearer = [{ bearer: [] }];
 
 /** An absent body means "no options": treat it as {} so the schema's defaults apply. */
 const emptyBodyIsObject = async (request: { body: unknown }) => {
-  if (request.body === undefined || request.body === null) request.body = {};
+  if (request.body === undefined) request.body = {};
 };
 
 export default async function appointmentRoutes(
@@ -101,12 +101,14 @@ export default async function appointmentRoutes(
     "/v1/appointments/:externalId/unblock",
     {
       onRequest: [app.authenticate, requireScope("tokens:revoke")],
+      preValidation: [emptyBodyIsObject],
       schema: {
         tags: ["operations"],
         summary: "Lift the kill switch",
         security: bearer,
         params: ExternalIdParams,
-        response: { 200: Type.Object({ appointment: Appointment }), ...problems(401, 403, 404) },
+        body: Type.Object({}, { description: "No options; send no body or {}" }),
+        response: { 200: Type.Object({ appointment: Appointment }), ...problems(400, 401, 403, 404) },
       },
     },
     async (request) => {

@@ -1,0 +1,159 @@
+import { createHmac } from "node:crypto";
+import { createSigner } from "fast-jwt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.js";
+import { bearer, OPERATOR_SCOPES, scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
+
+/**
+ * Malformed input anywhere is a 4xx problem+json with a stable code: never a
+ * 5xx, never a stack trace, never the credential echoed back.
+ */
+describe("bad input", () => {
+  let t: TestApp;
+  let externalId: string;
+  const operator = userJwt("ops-1", { scope: OPERATOR_SCOPES });
+
+  beforeAll(async () => {
+    t = await startApp({ RATE_LIMIT_JOIN_PER_MINUTE: "0" });
+    const event = scheduledEvent();
+    externalId = event.data.externalId;
+    const delivery = signedDelivery(event);
+    await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  const routes = () => [
+    { method: "POST" as const, url: `/v1/appointments/${externalId}/join-token` },
+    { method: "GET" as const, url: `/v1/appointments/${externalId}` },
+    { method: "GET" as const, url: `/v1/appointments/${externalId}/events` },
+    { method: "POST" as const, url: "/v1/tokens/introspect" },
+    { method: "POST" as const, url: "/v1/tokens/revoke" },
+    { method: "POST" as const, url: `/v1/appointments/${externalId}/revoke` },
+    { method: "POST" as const, url: `/v1/appointments/${externalId}/unblock` },
+  ];
+
+  function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; body: string }, secret?: string) {
+    expect(res.statusCode, res.body).toBeGreaterThanOrEqual(400);
+    expect(res.statusCode, res.body).toBeLessThan(500);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    const body = JSON.parse(res.body);
+    expect(typeof body.code).toBe("string");
+    expect(body.status).toBe(res.statusCode);
+    expect(res.body).not.toMatch(/\bat .+:\d+:\d+/);
+    if (secret) expect(res.body).not.toContain(secret);
+    return body;
+  }
+
+  const wrongKey = createSigner({ algorithm: "HS256", key: "another-secret-that-is-long-enough-0123456789" })({
+    sub: "agent",
+    exp: Math.floor(Date.now() / 1000) + 600,
+  });
+  const now = Math.floor(Date.now() / 1000);
+  // Signed by hand: fast-jwt's signer refuses to make some of these malformed tokens.
+  const sign = (claims: Record<string, unknown>) => {
+    const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const unsigned = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+    return `${unsigned}.${createHmac("sha256", TEST_JWT_SECRET).update(unsigned).digest("base64url")}`;
+  };
+  const junkAuthorization = [
+    "",
+    "Bearer",
+    "Bearer ",
+    "bearer a.b.c",
+    "Basic dXNlcjpwYXNz",
+    `Bearer ${"x".repeat(10_000)}`,
+    "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+    `Bearer ${wrongKey}`,
+    `Bearer ${sign({ sub: "agent", exp: now - 3600 })}`,
+    `Bearer ${sign({ sub: "agent" })}`,
+    `Bearer ${sign({ exp: now + 600 })}`,
+    `Bearer ${sign({ sub: "agent", exp: "tomorrow" })}`,
+    `Bearer ${sign({ sub: 42, exp: now + 600 })}`,
+    `Bearer ${sign({ sub: "agent", exp: now + 600, nbf: now + 3600 })}`,
+    "Bearer a b",
+    "Bearer \u00ff\u00fe",
+  ];
+
+  it("answers every junk Authorization header with 401 unauthenticated on every authenticated route", async () => {
+    for (const route of routes()) {
+      for (const authorization of junkAuthorization) {
+        const res = await t.app.inject({ ...route, headers: authorization ? { authorization } : {}, payload: route.method === "POST" ? {} : undefined });
+        const body = expectProblem(res, authorization.slice(7, 40) || undefined);
+        expect(body.code).toBe("unauthenticated");
+      }
+    }
+  });
+
+  it("answers malformed bodies with 400, unknown media types with 415, huge ones with 413", async () => {
+    const headers = { ...bearer(operator) };
+    for (const route of routes().filter((r) => r.method === "POST")) {
+      const typed = route.url.startsWith("/v1/tokens/") ? ['{"token": {"$gt": ""}}'] : [];
+      for (const payload of ["{", "[1,2", "null", '"a string"', "123", "[]", ...typed]) {
+        const res = await t.app.inject({ ...route, headers: { ...headers, "content-type": "application/json" }, payload });
+        expectProblem(res);
+      }
+      expectProblem(await t.app.inject({ ...route, headers: { ...headers, "content-type": "text/plain" }, payload: "hi" }));
+      const huge = await t.app.inject({
+        ...route,
+        headers: { ...headers, "content-type": "application/json" },
+        payload: JSON.stringify({ token: "x".repeat(80 * 1024) }),
+      });
+      expect(expectProblem(huge).code).toBe("payload_too_large");
+    }
+  });
+
+  it("answers wrong types and over-long strings with 400 and the field's path", async () => {
+    const cases: [string, object, string][] = [
+      [`/v1/appointments/${externalId}/join-token`, { supersede: 1 }, "/supersede"],
+      ["/v1/tokens/introspect", { token: ["a"] }, "/token"],
+      ["/v1/tokens/introspect", { token: "x".repeat(9000) }, "/token"],
+      ["/v1/tokens/revoke", { tokenId: 7 }, "/tokenId"],
+      [`/v1/appointments/${externalId}/revoke`, { block: "true" }, "/block"],
+      [`/v1/appointments/${externalId}/revoke`, { reason: "r".repeat(501) }, "/reason"],
+    ];
+    for (const [url, payload, path] of cases) {
+      const res = await t.app.inject({ method: "POST", url, headers: bearer(operator), payload });
+      const body = expectProblem(res);
+      expect(res.statusCode).toBe(400);
+      expect(body.errors.map((e: { path: string }) => e.path)).toContain(path);
+    }
+  });
+
+  it("answers odd path parameters and query strings with 4xx", async () => {
+    for (const url of [
+      `/v1/appointments/${"a".repeat(300)}`,
+      "/v1/appointments/%00",
+      "/v1/appointments/%E0%A4%A",
+      `/v1/appointments/${externalId}/events?limit=-5`,
+      `/v1/appointments/${externalId}/events?after=99999999999999999999999`,
+    ]) {
+      expectProblem(await t.app.inject({ method: "GET", url, headers: bearer(operator) }));
+    }
+  });
+
+  it("answers a webhook with junk headers and bodies with 4xx", async () => {
+    const event = scheduledEvent();
+    for (const [headers, payload] of [
+      [{ "content-type": "application/json", "webhook-id": "x", "webhook-timestamp": "1", "webhook-signature": "v1,x" }, "{}"],
+      [{ "content-type": "application/json", "webhook-id": "", "webhook-timestamp": "", "webhook-signature": "" }, "{}"],
+      [{ "content-type": "application/json" }, ""],
+      [{ "content-type": "application/json", "webhook-signature": "v1,".repeat(5000) }, JSON.stringify(event)],
+    ] as const) {
+      expectProblem(await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers, payload }));
+    }
+    const signed = [
+      JSON.stringify({ ...event, data: { ...event.data, startsAt: "2026-13-45T99:99:99" } }),
+      JSON.stringify({ ...event, data: { ...event.data, timeZone: "x".repeat(65) } }),
+      JSON.stringify({ ...event, data: { ...event.data, agent: "agent-7" } }),
+      JSON.stringify({ ...event, data: null }),
+      JSON.stringify({ type: "appointment.cancelled" }),
+      "[]",
+    ];
+    for (const raw of signed) {
+      const delivery = signedDelivery(undefined, { raw });
+      expectProblem(await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: raw }));
+    }
+  });
+});
