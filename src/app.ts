@@ -1,14 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyRequest,
   type FastifyServerOptions,
   type preHandlerAsyncHookHandler,
 } from "fastify";
-import { pino } from "pino";
+import { type DestinationStream, type LoggerOptions, pino } from "pino";
 import type { Config } from "./config.js";
 import type { Database } from "./db/database.js";
 import metrics from "./http/plugins/metrics.js";
@@ -24,6 +26,7 @@ import wellKnownRoutes from "./http/routes/well-known.js";
 import { createVideoProvider } from "./providers/index.js";
 import { AppointmentService } from "./services/appointments.js";
 import { JoinTokenService } from "./services/join-tokens.js";
+import { SessionService } from "./services/sessions.js";
 import { TokenChecks } from "./services/token-checks.js";
 
 export interface AppOptions {
@@ -34,9 +37,17 @@ export interface AppOptions {
   now?: () => Date;
 }
 
-/** API.md §8: a webhook is answered within 10 s, a join token within 15 s; transactions end before that. */
-const WEBHOOK_TRANSACTION_MS = 9_000;
-const JOIN_TRANSACTION_MS = 14_000;
+/**
+ * API.md §8: a webhook is answered within 10 s, a join token within 15 s.
+ * Provider calls get a budget inside those bounds; transactions never wait
+ * on a provider, so theirs only guard against a stalled database.
+ */
+const WEBHOOK_SESSION_BUDGET_MS = 7_000;
+const JOIN_BUDGET_MS = 12_000;
+const TRANSACTION_TIMEOUT_MS = 8_000;
+/** A claim on a pending session outlives any single attempt (timeouts × retries fit in the budgets above). */
+const SESSION_LEASE_MS = 20_000;
+const RECONCILE_BUDGET_MS = 10_000;
 
 /** API.md: bodies over 64 KiB are answered 413 `payload_too_large`. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -72,8 +83,42 @@ function requestIdFor(request: IncomingMessage): string {
   return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
 }
 
-export function createLogger(config: Pick<Config, "logLevel">): FastifyBaseLogger {
-  return pino({ level: config.logLevel, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } });
+export function createLogger(config: Pick<Config, "logLevel">, destination?: DestinationStream): FastifyBaseLogger {
+  const options: LoggerOptions = {
+    level: config.logLevel,
+    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    serializers: {
+      // The path only: a query string is where a misdirected client puts a token.
+      req: (request: FastifyRequest) => ({
+        method: request.method,
+        url: request.url.split("?")[0],
+        remoteAddress: request.ip,
+      }),
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
+}
+
+const CLIENT_ERROR_BODY = JSON.stringify({
+  type: "urn:joinwindow:problem:invalid_request",
+  title: "Bad Request",
+  status: 400,
+  detail: "The HTTP request is malformed.",
+  code: "invalid_request",
+});
+
+/** Requests Node's HTTP parser rejects never reach Fastify's handlers; they get the same problem+json. */
+function answerClientError(error: Error & { code?: string }, socket: Duplex) {
+  if (!socket.writable) return socket.destroy();
+  const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+  const body =
+    status === 431
+      ? CLIENT_ERROR_BODY.replace('"status":400', '"status":431').replace("is malformed", "has headers that are too large")
+      : CLIENT_ERROR_BODY;
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
+      `content-type: application/problem+json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
@@ -88,6 +133,7 @@ function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
     maxParamLength: 2048,
     // Errors raised before routing (a malformed URL) get the same problem+json as everything else.
     frameworkErrors: (error, _request, reply) => sendProblem(reply, toAppError(error)),
+    clientErrorHandler: answerClientError,
   };
 }
 
@@ -115,27 +161,56 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
 
   await app.register(metrics);
   await app.register(problemDetails);
+  // Only JSON (and form bodies where a route registers them): text/plain is a 415, not a string body.
+  app.removeContentTypeParser("text/plain");
   await app.register(security, { config });
   await app.register(openapi, { version });
   await app.register(authentication, { config, now: () => now().getTime() });
 
   const { prisma } = db;
-  const { provider, jwks, start } = createVideoProvider(config, prisma, now);
-  let stopProvider: (() => void) | undefined;
-  app.addHook("onReady", async () => {
-    stopProvider = await start();
+  const { provider, jwks, start } = await createVideoProvider(config, prisma, now, (call) => {
+    app.domainMetrics.providerCalls.inc({ provider: call.provider, operation: call.operation, outcome: call.outcome });
+    app.domainMetrics.providerCallSeconds.observe({ provider: call.provider, operation: call.operation }, call.durationMs / 1000);
   });
-  app.addHook("onClose", async () => stopProvider?.());
+  app.domainMetrics.watchPendingSessions(() => prisma.appointment.count({ where: { sessionStatus: "pending" } }));
   const acquireTimeoutMs = config.databaseAcquireTimeoutMs;
+  const sessions = new SessionService({
+    prisma,
+    provider,
+    now,
+    leaseMs: SESSION_LEASE_MS,
+    onError: (error, externalId) => app.log.error({ err: error, externalId }, "session creation failed unexpectedly"),
+  });
   const appointments = new AppointmentService({
     prisma,
     provider,
+    sessions,
+    sessionBudgetMs: WEBHOOK_SESSION_BUDGET_MS,
+    sessionLeaseMs: SESSION_LEASE_MS,
     policy: config,
     now,
-    transactionTimeoutMs: WEBHOOK_TRANSACTION_MS,
+    transactionTimeoutMs: TRANSACTION_TIMEOUT_MS,
     acquireTimeoutMs,
   });
-  const joinTokens = new JoinTokenService({ prisma, provider, now, transactionTimeoutMs: JOIN_TRANSACTION_MS, acquireTimeoutMs });
+  const joinTokens = new JoinTokenService({
+    prisma,
+    provider,
+    sessions,
+    now,
+    budgetMs: JOIN_BUDGET_MS,
+    transactionTimeoutMs: TRANSACTION_TIMEOUT_MS,
+    acquireTimeoutMs,
+  });
+  let stopProvider: (() => void) | undefined;
+  let stopReconciler: (() => Promise<void>) | undefined;
+  app.addHook("onReady", async () => {
+    stopProvider = await start();
+    stopReconciler = sessions.start(config.sessionReconcileIntervalMs, RECONCILE_BUDGET_MS);
+  });
+  app.addHook("preClose", async () => {
+    await stopReconciler?.();
+    stopProvider?.();
+  });
   const tokenChecks = new TokenChecks({ prisma, now });
   const joinRateLimit = perUserJoinLimit(app, config.rateLimitJoinPerMinute);
 

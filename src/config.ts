@@ -31,6 +31,7 @@ export interface Config {
   localKeyRotationDays: number;
   keyEncryptionSecret: string | undefined;
   providerTimeoutMs: number;
+  sessionReconcileIntervalMs: number;
   vonageApplicationId: string | undefined;
   vonagePrivateKey: string | undefined;
   vonagePrivateKeyPath: string | undefined;
@@ -169,6 +170,11 @@ export const variables = {
     description: "encrypts the local provider's private keys at rest",
   },
   PROVIDER_TIMEOUT_MS: { parse: integer(100, 60000), default: 5000, description: "per-call provider timeout" },
+  SESSION_RECONCILE_INTERVAL_MS: {
+    parse: integer(100, 3_600_000),
+    default: 5000,
+    description: "how often pending provider sessions are retried in the background",
+  },
   VONAGE_APPLICATION_ID: { parse: text, description: "Vonage application id" },
   VONAGE_PRIVATE_KEY: { parse: pem, secret: true, description: "Vonage application private key (PEM)" },
   VONAGE_PRIVATE_KEY_PATH: { parse: text, description: "file holding the Vonage private key" },
@@ -256,6 +262,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     localKeyRotationDays: v.LOCAL_KEY_ROTATION_DAYS,
     keyEncryptionSecret: v.KEY_ENCRYPTION_SECRET,
     providerTimeoutMs: v.PROVIDER_TIMEOUT_MS,
+    sessionReconcileIntervalMs: v.SESSION_RECONCILE_INTERVAL_MS,
     vonageApplicationId: v.VONAGE_APPLICATION_ID,
     vonagePrivateKey: v.VONAGE_PRIVATE_KEY,
     vonagePrivateKeyPath: v.VONAGE_PRIVATE_KEY_PATH,

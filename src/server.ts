@@ -6,6 +6,7 @@ import { type Config, ConfigError, loadConfig, missingProductionSecrets } from "
 import { openDatabase } from "./db/database.js";
 import { MigrationError } from "./db/migrate.js";
 import { withDevelopmentSecrets } from "./dev-secrets.js";
+import { providerConfigProblems } from "./providers/index.js";
 
 /** Boot failures are one plain line each (no stack trace), then exit code 1. */
 function stop(lines: string[]): never {
@@ -25,6 +26,9 @@ function readConfig(): Config {
 async function main() {
   let config = readConfig();
   const logger = createLogger(config);
+
+  const providerProblems = providerConfigProblems(config);
+  if (providerProblems.length > 0) stop(providerProblems);
 
   if (config.nodeEnv === "production") {
     const missing = missingProductionSecrets(config);

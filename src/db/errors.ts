@@ -20,6 +20,22 @@ const UNAVAILABLE_MESSAGES = [
 // P2028: a transaction could not start (no connection within maxWait) or outlived its timeout.
 const UNAVAILABLE_PRISMA_CODES = new Set(["P1001", "P1002", "P1008", "P1017", "P2024", "P2028"]);
 
+/**
+ * A value Postgres refused to store (SQLSTATE class 22: a NUL byte, a date out
+ * of range, …). Validation should have caught it; if it did not, it is still
+ * the caller's input, so a 400 rather than a 500.
+ */
+export function isRejectedValue(error: unknown): boolean {
+  for (let current: unknown = error, depth = 0; current && depth < 5; depth++) {
+    const candidate = current as { code?: unknown; cause?: unknown; originalCode?: unknown };
+    for (const code of [candidate.code, candidate.originalCode]) {
+      if (typeof code === "string" && /^22[0-9A-Z]{3}$/.test(code)) return true;
+    }
+    current = candidate.cause;
+  }
+  return false;
+}
+
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (let current: unknown = error, depth = 0; current && depth < 5; depth++) {
     const candidate = current as { code?: unknown; message?: unknown; cause?: unknown };

@@ -26,10 +26,17 @@ const MINUTE_MS = 60_000;
 const DAY_MS = 24 * 60 * MINUTE_MS;
 const MAX_OFFSET_MINUTES = 14 * 60;
 
+// RFC 3339 / ISO 8601 extended format as schedulers send it: up to 9 fractional
+// digits (.NET writes 7; kept to the millisecond), Z or z, offsets ±HH:mm, ±HHmm or ±HH.
 const ISO_DATE_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?(?:(Z)|([+-])(\d{2}):(\d{2}))?$/;
+  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?$/;
 
-const FORMAT_MESSAGE = "must be an ISO 8601 date-time: YYYY-MM-DDTHH:mm[:ss[.sss]], optionally followed by Z or ±HH:mm";
+const FORMAT_MESSAGE =
+  "must be an ISO 8601 date-time: YYYY-MM-DDTHH:mm[:ss[.fraction]], optionally followed by Z or ±HH:mm";
+
+/** Years whose derived instants (join window ± a day) stay valid everywhere: Postgres, Date, toISOString. */
+const MIN_YEAR = 1900;
+const MAX_YEAR = 9998;
 
 interface Issue {
   path: string;
@@ -98,19 +105,19 @@ function parseDateTime(value: string, path: string): ParseResult {
   const m = ISO_DATE_TIME.exec(value);
   if (!m) return fail(FORMAT_MESSAGE);
 
-  const [, y, mo, d, h, mi, s = "0", frac = "", z, sign, oh, om] = m;
+  const [, y, mo, d, h, mi, s = "0", frac = "", z, sign, oh, om = "00"] = m;
   const year = Number(y);
   const month = Number(mo);
   const day = Number(d);
   const hour = Number(h);
   const minute = Number(mi);
   const second = Number(s);
-  const ms = Number(frac.padEnd(3, "0"));
+  const ms = Number(frac.slice(0, 3).padEnd(3, "0"));
 
-  // Year 0 is excluded because date-fns-tz misreads BC-era years (offsets of thousands of hours).
-  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
     return fail(`is not a calendar date (${y}-${mo}-${d})`);
   }
+  if (year < MIN_YEAR || year > MAX_YEAR) return fail(`is outside the supported years ${MIN_YEAR}–${MAX_YEAR}`);
   if (hour > 23 || minute > 59 || second > 59) {
     return fail("has a time of day out of range (hours 00–23, minutes and seconds 00–59)");
   }
@@ -118,7 +125,7 @@ function parseDateTime(value: string, path: string): ParseResult {
   let offsetMinutes: number | null = null;
   if (z) {
     offsetMinutes = 0;
-  } else if (sign && oh && om) {
+  } else if (sign && oh) {
     const magnitude = Number(oh) * 60 + Number(om);
     if (Number(om) > 59 || magnitude > MAX_OFFSET_MINUTES) {
       return fail("has a UTC offset out of range (at most ±14:00)");
@@ -153,9 +160,10 @@ function checkedTimeZone(timeZone: string | null | undefined): string | null {
 
 /**
  * ICU's spelling of the zone, or null if unknown. Canonical casing keeps
- * date-fns-tz's per-name caches bounded whatever casing a caller sends.
+ * date-fns-tz's per-name caches bounded whatever casing a caller sends, and
+ * is what the service stores and returns.
  */
-function canonicalTimeZone(name: string): string | null {
+export function canonicalTimeZone(name: string): string | null {
   if (typeof name !== "string" || name === "") return null;
   // Newer V8 accepts offset strings such as "+05:30" as zones; they are not IANA names.
   if (name.startsWith("+") || name.startsWith("-")) return null;

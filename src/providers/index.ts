@@ -4,7 +4,9 @@ import { MAX_APPOINTMENT_MS } from "../domain/appointment-times.js";
 import { maxTokenLifetimeMs } from "../domain/join-window.js";
 import { SigningKeyStore } from "../services/signing-keys.js";
 import { LocalVideoProvider } from "./local.js";
-import type { VideoProvider } from "./video-provider.js";
+import { createGenesysProvider, genesysConfigProblems } from "./genesys.js";
+import { createVonageProvider, loadVonagePrivateKey, vonageConfigProblems } from "./vonage.js";
+import type { ProviderCallObserver, VideoProvider } from "./video-provider.js";
 
 export interface ProviderSetup {
   provider: VideoProvider;
@@ -14,8 +16,28 @@ export interface ProviderSetup {
   start: () => Promise<() => void>;
 }
 
+/** Each adapter's own variables, checked at boot: one line per problem. */
+export function providerConfigProblems(config: Config): string[] {
+  switch (config.videoProvider) {
+    case "vonage":
+      return vonageConfigProblems(config);
+    case "genesys":
+      return genesysConfigProblems(config);
+    case "local":
+      return [];
+  }
+}
+
+const NOTHING_TO_RUN = async () => () => {};
+
 /** The only place that knows which provider is configured. */
-export function createVideoProvider(config: Config, prisma: PrismaClient, now: () => Date): ProviderSetup {
+export async function createVideoProvider(
+  config: Config,
+  prisma: PrismaClient,
+  now: () => Date,
+  observe?: ProviderCallObserver,
+): Promise<ProviderSetup> {
+  const noKeys = async () => ({ keys: [] });
   switch (config.videoProvider) {
     case "local": {
       if (!config.keyEncryptionSecret) throw new Error("KEY_ENCRYPTION_SECRET is required with VIDEO_PROVIDER=local");
@@ -32,7 +54,32 @@ export function createVideoProvider(config: Config, prisma: PrismaClient, now: (
         start: () => keys.keepFresh(),
       };
     }
-    default:
-      throw new Error(`VIDEO_PROVIDER=${config.videoProvider} is not available yet`);
+    case "vonage":
+      return {
+        provider: createVonageProvider({
+          applicationId: config.vonageApplicationId ?? "",
+          privateKey: await loadVonagePrivateKey(config),
+          apiBase: config.vonageApiBase,
+          timeoutMs: config.providerTimeoutMs,
+          now,
+          ...(observe ? { observe } : {}),
+        }),
+        jwks: noKeys,
+        start: NOTHING_TO_RUN,
+      };
+    case "genesys":
+      return {
+        provider: createGenesysProvider({
+          loginBase: config.genesysLoginBase ?? "",
+          apiBase: config.genesysApiBase ?? "",
+          clientId: config.genesysClientId ?? "",
+          clientSecret: config.genesysClientSecret ?? "",
+          timeoutMs: config.providerTimeoutMs,
+          now,
+          ...(observe ? { observe } : {}),
+        }),
+        jwks: noKeys,
+        start: NOTHING_TO_RUN,
+      };
   }
 }

@@ -15,6 +15,7 @@ export const LOCAL_TOKEN_AUDIENCE = "joinwindow";
 export class LocalVideoProvider implements VideoProvider {
   readonly name = "local";
   readonly applicationId = null;
+  readonly remote = { sessions: false, tokens: false };
   readonly #keys: SigningKeyStore;
   readonly #issuer: string;
   // One signer for the current kid: building one parses the PEM, and the kid only changes at rotation.

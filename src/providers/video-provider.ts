@@ -27,13 +27,38 @@ export interface TokenRequest {
   expiresAt: Date;
 }
 
+/**
+ * The answer-time budget of the request that makes the call (API.md §8: 10 s
+ * for a webhook, 15 s for a join token). No attempt, retry or Retry-After
+ * wait starts that would end after `deadline` (epoch ms, real clock).
+ */
+export interface CallBudget {
+  deadline: number;
+}
+
 export interface VideoProvider {
   readonly name: "local" | "vonage" | "genesys";
   /** Returned to clients as `applicationId` (Vonage's application id; null otherwise). */
   readonly applicationId: string | null;
-  createSession(request: SessionRequest): Promise<{ sessionId: string }>;
-  issueToken(request: TokenRequest): Promise<{ token: string }>;
+  /**
+   * Which operations leave the process. Those that do are never called
+   * inside a database transaction (a slow provider must not hold locks or
+   * pooled connections); those that don't are, which saves a round trip.
+   */
+  readonly remote: { sessions: boolean; tokens: boolean };
+  createSession(request: SessionRequest, budget: CallBudget): Promise<{ sessionId: string }>;
+  issueToken(request: TokenRequest, budget: CallBudget): Promise<{ token: string }>;
 }
+
+/** One outbound call, for metrics: provider, operation, outcome and latency. */
+export interface ProviderCall {
+  provider: VideoProvider["name"];
+  operation: string;
+  /** "ok", "http_<status>", "timeout", "network", "budget_exhausted", "invalid_answer" */
+  outcome: string;
+  durationMs: number;
+}
+export type ProviderCallObserver = (call: ProviderCall) => void;
 
 /** A provider that could not be reached or refused: the caller answers 503 `provider_unavailable`. */
 export class ProviderUnavailableError extends Error {

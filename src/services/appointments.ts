@@ -1,4 +1,4 @@
-import { resolveAppointmentTimes } from "../domain/appointment-times.js";
+import { canonicalTimeZone, resolveAppointmentTimes } from "../domain/appointment-times.js";
 import { type JoinPolicy, joinWindowFor } from "../domain/join-window.js";
 import { invalidRequest, notFound } from "../errors.js";
 import type { Appointment, Prisma } from "../generated/prisma/client.js";
@@ -6,12 +6,29 @@ import type { AppointmentView, WebhookEvent } from "../http/schemas/appointments
 import { ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
 import { type AuditEntry, type AuditPage, type Db, readAudit, recordAudit } from "./audit.js";
 import { appointmentView } from "./appointment-view.js";
+import type { SessionService } from "./sessions.js";
 import { lockKey, revokeLiveTokens } from "./tokens-store.js";
+
+/**
+ * Serialises every change of one appointment: the advisory lock covers an
+ * externalId that has no row yet (creation, tombstones), the row lock is the
+ * one a join-token transaction holds, so a revocation cannot miss a token
+ * being issued at the same moment.
+ */
+async function lockAppointment(tx: Db, externalId: string): Promise<void> {
+  await lockKey(tx, `appointment:${externalId}`);
+  await tx.$queryRaw`SELECT id FROM appointments WHERE external_id = ${externalId} FOR UPDATE`;
+}
 import type { PrismaClient } from "../db/database.js";
 
 export interface AppointmentServiceOptions {
   prisma: PrismaClient;
   provider: VideoProvider;
+  sessions: SessionService;
+  /** Time a webhook may spend on an inline session attempt (inside the 10 s answer bound). */
+  sessionBudgetMs: number;
+  /** How long a new appointment's session is reserved for the webhook's own attempt. */
+  sessionLeaseMs: number;
   policy: JoinPolicy;
   now: () => Date;
   /** Longest a webhook's transaction may run (API.md: a webhook is answered within 10 s). */
@@ -59,41 +76,87 @@ export class AppointmentService {
    * redelivery simply tries again.
    */
   async applyWebhook(webhookId: string, event: WebhookEvent): Promise<WebhookOutcome> {
+    const started = Date.now();
     // Pure checks first: a malformed event changes nothing and is not remembered.
     const scheduled = event.type === "appointment.scheduled" ? prepareScheduled(event.data) : undefined;
     const { externalId } = event.data;
 
-    return this.prisma.$transaction(
-      async (tx) => {
+    const step = await this.prisma.$transaction(
+      async (tx): Promise<WebhookStep> => {
         const claimed = await tx.$queryRaw<{ webhook_id: string }[]>`
           INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
-          VALUES (${webhookId}, ${event.type}, ${externalId}, 0, '{}'::jsonb)
+          VALUES (${webhookId}, ${event.type}, ${externalId}, ${IN_PROGRESS}, '{}'::jsonb)
           ON CONFLICT (webhook_id) DO NOTHING
           RETURNING webhook_id`;
         if (claimed.length === 0) {
           const stored = await tx.webhookDelivery.findUniqueOrThrow({ where: { webhookId } });
-          return {
-            status: stored.responseStatus as 200 | 202,
-            body: stored.responseBody as WebhookOutcome["body"],
-            replayed: true,
-            outcome: "ignored" as const,
-          };
+          return stored.responseStatus === IN_PROGRESS ? { kind: "in_progress" } : { kind: "done", outcome: replayed(stored) };
         }
 
-        await lockKey(tx, `appointment:${externalId}`);
+        await lockAppointment(tx, externalId);
         const now = this.options.now();
-        const result = scheduled
+        const result: ScheduleResult = scheduled
           ? await this.schedule(tx, webhookId, event.data, scheduled, now)
           : await this.cancel(tx, webhookId, event.data, now);
 
+        if (result.sessionToCreate) {
+          // The answer depends on the provider call made after this commit; until
+          // then a redelivery waits for it (see awaitAnswer).
+          await tx.webhookDelivery.update({ where: { webhookId }, data: { responseBody: { applied: true } } });
+          return { kind: "create_session", appointment: result.sessionToCreate };
+        }
         await tx.webhookDelivery.update({
           where: { webhookId },
           data: { responseStatus: result.status, responseBody: result.body as Prisma.InputJsonValue },
         });
-        return { ...result, replayed: false };
+        return { kind: "done", outcome: { ...result, replayed: false } };
       },
       { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
     );
+
+    switch (step.kind) {
+      case "done":
+        return step.outcome;
+      case "in_progress":
+        return this.awaitAnswer(webhookId, started);
+      case "create_session":
+        // Outside the transaction: a slow provider holds no lock and no connection.
+        await this.options.sessions.attempt(step.appointment, { deadline: started + this.options.sessionBudgetMs });
+        return { ...(await this.finishDelivery(webhookId, step.appointment.externalId)), replayed: false, outcome: "applied" };
+    }
+  }
+
+  /** Stores the answer of a delivery whose session attempt has ended (or whose processor died). */
+  private async finishDelivery(webhookId: string, externalId: string): Promise<Pick<WebhookOutcome, "status" | "body">> {
+    const row = await this.prisma.appointment.findUniqueOrThrow({ where: { externalId } });
+    const stored = await this.prisma.webhookDelivery.findUniqueOrThrow({ where: { webhookId } });
+    const applied = (stored.responseBody as { applied?: boolean }).applied ?? true;
+    const answer = { status: statusOf(row), body: { applied, appointment: appointmentView(row) } } as const;
+    const { count } = await this.prisma.webhookDelivery.updateMany({
+      where: { webhookId, responseStatus: IN_PROGRESS },
+      data: { responseStatus: answer.status, responseBody: answer.body as Prisma.InputJsonValue },
+    });
+    if (count === 1) return answer;
+    // Someone else finished it first: theirs is the answer.
+    const final = await this.prisma.webhookDelivery.findUniqueOrThrow({ where: { webhookId } });
+    return { status: final.responseStatus as 200 | 202, body: final.responseBody as WebhookOutcome["body"] };
+  }
+
+  /**
+   * A redelivery that arrives while the first is still creating the session
+   * waits for its answer (API.md §1: never a 409). If the first never
+   * finishes (its process died), the answer is made from what is stored.
+   */
+  private async awaitAnswer(webhookId: string, started: number): Promise<WebhookOutcome> {
+    const giveUpAt = started + this.options.sessionBudgetMs + 500;
+    for (;;) {
+      const stored = await this.prisma.webhookDelivery.findUniqueOrThrow({ where: { webhookId } });
+      if (stored.responseStatus !== IN_PROGRESS) return replayed(stored);
+      if (Date.now() >= giveUpAt) {
+        return { ...(await this.finishDelivery(webhookId, stored.externalId ?? "")), replayed: true, outcome: "ignored" };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   private async schedule(
@@ -102,7 +165,7 @@ export class AppointmentService {
     data: ScheduledData,
     prepared: PreparedSchedule,
     now: Date,
-  ): Promise<Omit<WebhookOutcome, "replayed">> {
+  ): Promise<ScheduleResult> {
     const { externalId } = data;
     const existing = await tx.appointment.findUnique({ where: { externalId } });
     const revision = data.revision ?? null;
@@ -118,6 +181,7 @@ export class AppointmentService {
       });
       return { status: statusOf(existing), body: { applied: false, appointment: appointmentView(existing) }, outcome: "ignored" };
     }
+    let tombstoneRevision: number | null = null;
     if (!existing) {
       const tombstone = await tx.cancellationTombstone.findUnique({ where: { externalId } });
       if (tombstone && isStale(tombstone.revision, revision)) {
@@ -129,16 +193,19 @@ export class AppointmentService {
         });
         return { status: 200, body: { applied: false }, outcome: "ignored" };
       }
-      if (tombstone) await tx.cancellationTombstone.delete({ where: { externalId } });
+      if (tombstone) {
+        await tx.cancellationTombstone.delete({ where: { externalId } });
+        tombstoneRevision = tombstone.revision;
+      }
     }
 
     const window = joinWindowFor(prepared.times, this.options.policy);
     const fields = {
       status: "scheduled" as const,
-      revision: newestRevision(existing?.revision, revision),
+      revision: newestRevision(existing ? existing.revision : tombstoneRevision, revision),
       startsAt: prepared.times.startsAt,
       endsAt: prepared.times.endsAt,
-      timeZone: data.timeZone || null,
+      timeZone: data.timeZone ? canonicalTimeZone(data.timeZone) : null,
       agentId: prepared.agent.id,
       agentName: prepared.agent.name ?? null,
       customerId: prepared.customer.id,
@@ -149,6 +216,21 @@ export class AppointmentService {
     };
 
     let row: Appointment;
+    if (!existing && this.options.provider.remote.sessions) {
+      // Created after the commit, under this lease, by applyWebhook.
+      row = await tx.appointment.create({
+        data: {
+          externalId,
+          provider: this.options.provider.name,
+          ...fields,
+          sessionStatus: "pending",
+          sessionNextAttemptAt: now,
+          sessionClaimedUntil: new Date(now.getTime() + this.options.sessionLeaseMs),
+        },
+      });
+      await recordAudit(tx, { ...base, type: "webhook.applied", outcome: "created", detail: { webhookId, event: "appointment.scheduled", revision } });
+      return { status: 202, body: { applied: true, appointment: appointmentView(row) }, outcome: "applied", sessionToCreate: row };
+    }
     if (!existing) {
       const session = await this.createSession(externalId, prepared.settings, now);
       row = await tx.appointment.create({ data: { externalId, provider: this.options.provider.name, ...fields, ...session.fields } });
@@ -235,11 +317,11 @@ export class AppointmentService {
     return { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" };
   }
 
-  /** Creates the provider session; an outage leaves it pending for the retry in the background (API.md §1). */
+  /** A session of a provider that makes them in-process (no network), inside the webhook's transaction. */
   private async createSession(externalId: string, settings: PreparedSchedule["settings"], now: Date) {
     const provider = this.options.provider;
     try {
-      const { sessionId } = await provider.createSession({ externalId, settings });
+      const { sessionId } = await provider.createSession({ externalId, settings }, { deadline: Date.now() + this.options.sessionBudgetMs });
       return {
         fields: { sessionId, sessionStatus: "ready" as const, sessionAttempts: 1 },
         audit: (id: string): AuditEntry => ({
@@ -290,7 +372,7 @@ export class AppointmentService {
   ): Promise<{ revoked: number; appointment: AppointmentView }> {
     return this.prisma.$transaction(
       async (tx) => {
-        await lockKey(tx, `appointment:${externalId}`);
+        await lockAppointment(tx, externalId);
         const existing = await tx.appointment.findUnique({ where: { externalId } });
         if (!existing) throw notFound("No such appointment.");
         const now = this.options.now();
@@ -312,7 +394,7 @@ export class AppointmentService {
   async unblock(externalId: string, actor: string): Promise<{ appointment: AppointmentView }> {
     return this.prisma.$transaction(
       async (tx) => {
-        await lockKey(tx, `appointment:${externalId}`);
+        await lockAppointment(tx, externalId);
         const existing = await tx.appointment.findUnique({ where: { externalId } });
         if (!existing) throw notFound("No such appointment.");
         const row = await tx.appointment.update({ where: { id: existing.id }, data: { accessBlocked: false } });
@@ -340,7 +422,24 @@ export class AppointmentService {
   }
 }
 
-const statusOf = (row: Pick<Appointment, "sessionStatus">) => (row.sessionStatus === "pending" ? 202 : 200);
+const statusOf = (row: Pick<Appointment, "sessionStatus">): 200 | 202 => (row.sessionStatus === "pending" ? 202 : 200);
+
+/** response_status of a delivery whose answer is not known yet. */
+const IN_PROGRESS = 0;
+
+type ScheduleResult = Omit<WebhookOutcome, "replayed"> & { sessionToCreate?: Appointment };
+
+type WebhookStep =
+  | { kind: "done"; outcome: WebhookOutcome }
+  | { kind: "in_progress" }
+  | { kind: "create_session"; appointment: Appointment };
+
+const replayed = (stored: { responseStatus: number; responseBody: unknown }): WebhookOutcome => ({
+  status: stored.responseStatus as 200 | 202,
+  body: stored.responseBody as WebhookOutcome["body"],
+  replayed: true,
+  outcome: "ignored",
+});
 
 interface PreparedSchedule {
   times: { startsAt: Date; endsAt: Date };
@@ -368,7 +467,12 @@ function prepareScheduled(data: ScheduledData): PreparedSchedule {
     times: resolveAppointmentTimes({ startsAt, endsAt, timeZone: data.timeZone }),
     agent,
     customer,
-    settings: { ...DEFAULT_SETTINGS, ...data.settings },
+    // Only the three known settings: anything else a scheduler sends is ignored (API.md §1).
+    settings: {
+      maxParticipants: data.settings?.maxParticipants ?? DEFAULT_SETTINGS.maxParticipants,
+      waitingRoom: data.settings?.waitingRoom ?? DEFAULT_SETTINGS.waitingRoom,
+      recording: data.settings?.recording ?? DEFAULT_SETTINGS.recording,
+    },
   };
 }
 

@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import net from "node:net";
 import { createSigner } from "fast-jwt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.js";
@@ -155,5 +156,116 @@ describe("bad input", () => {
       const delivery = signedDelivery(undefined, { raw });
       expectProblem(await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: raw }));
     }
+  });
+});
+
+describe("input the database cannot store, and HTTP the parser rejects", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startApp();
+    await t.listen();
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  const deliver = (body: unknown) => {
+    const delivery = signedDelivery(body);
+    return t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+  };
+
+  it("refuses NUL characters and lone surrogates in free text with 400", async () => {
+    const event = scheduledEvent();
+    for (const agent of [{ id: "a", name: "a\u0000b" }, { id: "a", name: "x\ud800y" }, { id: "a\u0000" }]) {
+      const res = await deliver({ ...event, data: { ...event.data, agent } });
+      expect(res.statusCode).toBe(400);
+    }
+    const operator = bearer(userJwt("ops-1", { scope: OPERATOR_SCOPES }));
+    await deliver(event);
+    const res = await t.app.inject({
+      method: "POST",
+      url: `/v1/appointments/${event.data.externalId}/revoke`,
+      headers: operator,
+      payload: { reason: "x\u0000y" },
+    });
+    expect(res.statusCode).toBe(400);
+  });
+
+  it("refuses a JWT whose sub holds control characters with 401", async () => {
+    const res = await t.app.inject({ method: "POST", url: "/v1/appointments/x/join-token", headers: bearer(userJwt("a\u0000b")) });
+    expect(res.statusCode).toBe(401);
+  });
+
+  it("refuses years whose join window would leave the representable range", async () => {
+    const event = scheduledEvent();
+    for (const [startsAt, endsAt] of [
+      ["0001-01-01T00:05:00Z", "0001-01-01T00:35:00Z"],
+      ["9999-12-31T23:00:00Z", "9999-12-31T23:30:00Z"],
+    ]) {
+      const res = await deliver({ ...event, data: { ...event.data, startsAt, endsAt } });
+      expect(res.statusCode).toBe(400);
+    }
+  });
+
+  it("ignores unknown settings instead of storing them", async () => {
+    const event = scheduledEvent();
+    const res = await deliver({
+      ...event,
+      data: { ...event.data, settings: { maxParticipants: 2, agentId: "mallory", accessBlocked: true, revision: 99, foo: 1 } },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().appointment).toMatchObject({ agent: { id: event.data.agent.id }, accessBlocked: false, revision: null });
+  });
+
+  it("stores the canonical spelling of the time zone", async () => {
+    const event = scheduledEvent();
+    const res = await deliver({ ...event, data: { ...event.data, timeZone: "america/new_york" } });
+    expect(res.json().appointment.timeZone).toBe("America/New_York");
+  });
+
+  it("refuses a webhook-timestamp that is not plain unix seconds", async () => {
+    const delivery = signedDelivery(scheduledEvent());
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/v1/webhooks/appointments",
+      headers: { ...delivery.headers, "webhook-timestamp": `${delivery.headers["webhook-timestamp"]}abc` },
+      payload: delivery.payload,
+    });
+    expect(res.statusCode).toBe(401);
+  });
+
+  it("answers text/plain with 415 and revoke with both token and tokenId with 400", async () => {
+    const text = await t.app.inject({
+      method: "POST",
+      url: "/v1/appointments/x/join-token",
+      headers: { ...bearer(userJwt("u")), "content-type": "text/plain" },
+      payload: "{}",
+    });
+    expect(text.statusCode).toBe(415);
+    const both = await t.app.inject({
+      method: "POST",
+      url: "/v1/tokens/revoke",
+      headers: bearer(userJwt("ops", { scope: OPERATOR_SCOPES })),
+      payload: { token: "a", tokenId: "b" },
+    });
+    expect(both.statusCode).toBe(400);
+  });
+
+  it("answers HTTP that Node's parser rejects with problem+json", async () => {
+    const { port } = new URL(t.url);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), "127.0.0.1", () => {
+        socket.write("POST /v1/tokens/introspect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+      });
+      let data = "";
+      socket.on("data", (chunk) => {
+        data += chunk;
+      });
+      socket.on("end", () => resolve(data));
+      socket.on("error", reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400/);
+    expect(raw).toContain("application/problem+json");
+    expect(raw).toContain('"code":"invalid_request"');
   });
 });

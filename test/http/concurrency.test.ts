@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp } from "../helpers/app.js";
-import { bearer, scheduledEvent, signedDelivery, uniqueId, userJwt } from "../helpers/fixtures.js";
+import { bearer, OPERATOR_SCOPES, scheduledEvent, signedDelivery, uniqueId, userJwt } from "../helpers/fixtures.js";
 
 /**
  * The concurrency guarantees, over real HTTP against two listening replicas
@@ -114,5 +114,47 @@ describe("two replicas under concurrent requests", () => {
       select: { appointmentId: true },
     });
     expect(live).toHaveLength(1);
+  });
+});
+
+describe("revocation racing a join", () => {
+  let replicas: TestApp[];
+  beforeAll(async () => {
+    replicas = await Promise.all([startApp(), startApp()]);
+    await Promise.all(replicas.map((r) => r.listen()));
+  });
+  afterAll(async () => {
+    await Promise.all(replicas.map((r) => r.close()));
+  });
+
+  it("a cancellation or a block never leaves a token issued at the same moment alive", async () => {
+    const [a, b] = replicas as [TestApp, TestApp];
+    const operator = `Bearer ${userJwt("ops-1", { scope: OPERATOR_SCOPES })}`;
+    for (let i = 0; i < 12; i++) {
+      const event = scheduledEvent();
+      const externalId = event.data.externalId;
+      const first = signedDelivery(event);
+      await fetch(`${a.url}/v1/webhooks/appointments`, { method: "POST", headers: first.headers, body: first.payload });
+      const joins = [event.data.agent.id, event.data.customer.id].map((user, n) =>
+        fetch(`${(n === 0 ? a : b).url}/v1/appointments/${externalId}/join-token`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${userJwt(user)}` },
+        }),
+      );
+      const cancel =
+        i % 2 === 0
+          ? (() => {
+              const delivery = signedDelivery({ type: "appointment.cancelled", data: { externalId } });
+              return fetch(`${b.url}/v1/webhooks/appointments`, { method: "POST", headers: delivery.headers, body: delivery.payload });
+            })()
+          : fetch(`${a.url}/v1/appointments/${externalId}/revoke`, {
+              method: "POST",
+              headers: { authorization: operator, "content-type": "application/json" },
+              body: JSON.stringify({ block: true }),
+            });
+      await Promise.all([...joins, cancel]);
+      const live = await a.db.prisma.joinToken.count({ where: { appointment: { externalId }, revokedAt: null } });
+      expect(live, `round ${i}`).toBe(0);
+    }
   });
 });

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startApp, type TestApp } from "../helpers/app.js";
-import { userJwt } from "../helpers/fixtures.js";
+import { buildApp, createLogger } from "../../src/app.js";
+import { openDatabase } from "../../src/db/database.js";
+import { startApp, TEST_WEBHOOK_SECRET, type TestApp, testConfig } from "../helpers/app.js";
+import { scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
 
 describe("operations endpoints", () => {
@@ -198,6 +200,34 @@ describe("domain metrics", () => {
       }
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe("logs", () => {
+  it("never carry a token, a JWT or a webhook signature", async () => {
+    const lines: string[] = [];
+    const config = testConfig({ LOG_LEVEL: "info" });
+    const db = await openDatabase(config);
+    const app = await buildApp({ config, db, logger: createLogger(config, { write: (line: string) => void lines.push(line) }) });
+    try {
+      const jwt = userJwt("gateway-1", { scope: "tokens:introspect" });
+      await app.inject({
+        method: "POST",
+        url: "/v1/tokens/introspect?token=eyJsecret.query.token",
+        headers: { authorization: `Bearer ${jwt}` },
+        payload: { token: "eyJsecret.body.token" },
+      });
+      const delivery = signedDelivery(scheduledEvent());
+      await app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+      const all = lines.join("\n");
+      expect(all).toContain("request completed");
+      for (const secret of ["eyJsecret", jwt, delivery.headers["webhook-signature"], TEST_WEBHOOK_SECRET]) {
+        expect(all).not.toContain(secret);
+      }
+    } finally {
+      await app.close();
+      await db.close();
     }
   });
 });

@@ -80,7 +80,9 @@ const REJECTED = "The token's signature or algorithm is not accepted.";
 const MISSING_CLAIM = "The token lacks a required claim.";
 const WRONG_ISSUER = "The token's issuer is not accepted.";
 const WRONG_AUDIENCE = "The token's audience is not accepted.";
-const BAD_SUBJECT = "The token's sub claim must be a non-empty string of at most 200 characters.";
+const BAD_SUBJECT = "The token's sub claim must be 1 to 200 printable characters.";
+// The same rule as the ids in webhooks (API.md §1): no control characters or lone surrogates.
+const PRINTABLE = /^[^\p{C}]+$/u;
 const UNKNOWN_KEY = "The token's signing key is not known.";
 const KEY_UNAVAILABLE = "The identity provider's signing keys could not be retrieved.";
 const NOT_CONFIGURED = "No identity provider is configured to verify bearer tokens.";
@@ -314,7 +316,7 @@ function callerFrom(payload: unknown): Caller {
   if (typeof payload !== "object" || payload === null) throw unauthenticated(MALFORMED);
   const claims = payload as Record<string, unknown>;
   const { sub } = claims;
-  if (typeof sub !== "string" || sub.length === 0 || sub.length > MAX_SUB_LENGTH) throw unauthenticated(BAD_SUBJECT);
+  if (typeof sub !== "string" || sub.length > MAX_SUB_LENGTH || !PRINTABLE.test(sub)) throw unauthenticated(BAD_SUBJECT);
   return { userId: sub, scopes: scopesFrom(claims) };
 }
 

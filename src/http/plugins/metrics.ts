@@ -1,12 +1,16 @@
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 export interface DomainMetrics {
   webhooks: Counter<"outcome">;
   tokensIssued: Counter<"role">;
   refusals: Counter<"code">;
   introspections: Counter<"result">;
+  providerCalls: Counter<"provider" | "operation" | "outcome">;
+  providerCallSeconds: Histogram<"provider" | "operation">;
+  /** Reports the number of pending provider sessions, read at scrape time. */
+  watchPendingSessions(count: () => Promise<number>): void;
 }
 
 declare module "fastify" {
@@ -67,6 +71,29 @@ export default fp(
         labelNames: ["result"],
         registers: [registry],
       }),
+      providerCalls: new Counter({
+        name: "joinwindow_provider_calls_total",
+        help: "Calls to the video provider (one per attempt), by operation and outcome",
+        labelNames: ["provider", "operation", "outcome"],
+        registers: [registry],
+      }),
+      providerCallSeconds: new Histogram({
+        name: "joinwindow_provider_call_duration_seconds",
+        help: "Latency of calls to the video provider (one per attempt)",
+        labelNames: ["provider", "operation"],
+        buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers: [registry],
+      }),
+      watchPendingSessions(count) {
+        new Gauge({
+          name: "joinwindow_pending_sessions",
+          help: "Appointments whose provider session is still to be created",
+          registers: [registry],
+          async collect() {
+            this.set(await count());
+          },
+        });
+      },
     });
     app.addHook("onResponse", async (request, reply) => {
       const labels = {

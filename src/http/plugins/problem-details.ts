@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import { isDatabaseUnavailable } from "../../db/errors.js";
+import { isDatabaseUnavailable, isRejectedValue } from "../../db/errors.js";
 import { AppError, notFound, notReady } from "../../errors.js";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
@@ -73,6 +73,9 @@ export function toAppError(error: FastifyError & { validation?: ValidationIssue[
       return new AppError(400, "invalid_request", "Invalid request", "The URL is not valid.");
   }
   if (isDatabaseUnavailable(error)) return notReady();
+  if (isRejectedValue(error)) {
+    return new AppError(400, "invalid_request", "Invalid request", "The request contains a value that cannot be stored.");
+  }
   const status = error.statusCode ?? 500;
   if (status === 404) return notFound();
   if (status >= 400 && status < 500) {

@@ -46,8 +46,10 @@ export default async function tokenRoutes(app: FastifyInstance, options: { token
     },
     async (request) => {
       const body = request.body as { token?: string; tokenId?: string };
-      if (body.token === undefined && body.tokenId === undefined) {
-        throw invalidRequest("Give the token or its tokenId.", [{ path: "/token", message: "token or tokenId is required" }]);
+      if ((body.token === undefined) === (body.tokenId === undefined)) {
+        throw invalidRequest("Give either the token or its tokenId.", [
+          { path: "/token", message: "exactly one of token and tokenId is required" },
+        ]);
       }
       await tokenChecks.revoke(body, `operator:${request.caller.userId}`);
       return {};

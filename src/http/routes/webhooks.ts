@@ -36,6 +36,10 @@ export default async function webhookRoutes(
     if (!headers["webhook-id"] || !headers["webhook-timestamp"] || !headers["webhook-signature"]) {
       throw invalidSignature("The webhook-id, webhook-timestamp and webhook-signature headers are required.");
     }
+    // The library signs the parsed number, so "1700000000abc" would pass its check.
+    if (!/^\d{1,12}$/.test(headers["webhook-timestamp"])) {
+      throw invalidSignature("The webhook-timestamp must be unix seconds.");
+    }
     let lastFailure = "The signature does not match.";
     const verified = verifiers.some((verifier) => {
       try {

@@ -2,7 +2,9 @@ import { type Static, Type } from "typebox";
 
 // "1 to 200 printable characters" (API.md §1): no control or unassigned code points.
 const Identifier = Type.String({ minLength: 1, maxLength: 200, pattern: "^[^\\p{C}]+$" });
-const Name = Type.String({ maxLength: 200 });
+// Free text still excludes control characters and lone surrogates, which Postgres cannot store.
+const Text = (maxLength: number) => Type.String({ maxLength, pattern: "^[^\\p{Cc}\\p{Cs}]*$" });
+const Name = Text(200);
 const Instant = Type.String({ format: "date-time", description: "UTC, millisecond precision, `Z` suffix" });
 const LocalOrOffsetTime = Type.String({
   maxLength: 40,
@@ -120,7 +122,7 @@ export const IntrospectionResult = Type.Object({
 });
 
 export const KillSwitchBody = Type.Object({
-  reason: Type.Optional(Type.String({ maxLength: 500 })),
+  reason: Type.Optional(Text(500)),
   block: Type.Optional(Type.Boolean({ default: false })),
 });
 
