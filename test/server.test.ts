@@ -33,6 +33,24 @@ describe("the server process", () => {
     ]);
   });
 
+  it("names each variable a remote provider is missing, one line each", async () => {
+    const genesys = runServer({ VIDEO_PROVIDER: "genesys", GENESYS_CLIENT_ID: "id", DATA_DIR: await tempDataDir() });
+    expect(await genesys.exited).toBe(1);
+    expect(genesys.output().trim().split("\n")).toEqual([
+      "joinwindow: GENESYS_LOGIN_BASE is required with VIDEO_PROVIDER=genesys",
+      "joinwindow: GENESYS_API_BASE is required with VIDEO_PROVIDER=genesys",
+      "joinwindow: GENESYS_CLIENT_SECRET is required with VIDEO_PROVIDER=genesys",
+    ]);
+    const vonage = runServer({ VIDEO_PROVIDER: "vonage", DATA_DIR: await tempDataDir() });
+    expect(await vonage.exited).toBe(1);
+    const lines = vonage.output().trim().split("\n");
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines).toEqual([
+      "joinwindow: VONAGE_APPLICATION_ID is required with VIDEO_PROVIDER=vonage",
+      expect.stringMatching(/^joinwindow: one of VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH is required/),
+    ]);
+  });
+
   it("runs with nothing configured on the embedded database, with development secrets it never prints", async () => {
     const dataDir = await tempDataDir();
     const first = await startServer({ DATA_DIR: dataDir });
