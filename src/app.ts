@@ -19,6 +19,7 @@ import problemDetails, { sendProblem, toAppError } from "./http/plugins/problem-
 import security, { rateLimited } from "./http/plugins/security.js";
 import authentication from "./http/plugins/authentication.js";
 import appointmentRoutes from "./http/routes/appointments.js";
+import joinPageRoutes from "./http/routes/join-page.js";
 import operationsRoutes from "./http/routes/operations.js";
 import tokenRoutes from "./http/routes/tokens.js";
 import webhookRoutes from "./http/routes/webhooks.js";
@@ -130,7 +131,7 @@ function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
     ajv: { customOptions: { coerceTypes: false, allErrors: true } },
     return503OnClosing: true,
     // Long enough for a 200-character externalId, percent-encoded; the schema enforces the real limit.
-    maxParamLength: 2048,
+    routerOptions: { maxParamLength: 2048 },
     // Errors raised before routing (a malformed URL) get the same problem+json as everything else.
     frameworkErrors: (error, _request, reply) => sendProblem(reply, toAppError(error)),
     clientErrorHandler: answerClientError,
@@ -219,6 +220,7 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   await app.register(webhookRoutes, { appointments, secrets: config.webhookSecrets });
   await app.register(appointmentRoutes, { appointments, joinTokens, joinRateLimit });
   await app.register(tokenRoutes, { tokenChecks });
+  await app.register(joinPageRoutes);
 
   await app.ready();
   return app;

@@ -11,8 +11,9 @@ declare module "vitest" {
 
 /**
  * One fresh Postgres database for the run, migrated once and dropped at the
- * end (WITH (FORCE), so a crashed run cannot block the next). Also compiles
- * dist/, because process-level tests start the server exactly as `npm start` does.
+ * end (WITH (FORCE), so a crashed run cannot block the next). Also builds
+ * dist/ (`npm run build`), because process-level tests start the server exactly
+ * as `npm start` does and the browser tests load the compiled client.
  */
 export default async function setup(project: TestProject) {
   try {
@@ -21,7 +22,7 @@ export default async function setup(project: TestProject) {
     console.error(`\n${(error as Error).message}\n`);
     process.exit(1);
   }
-  execFileSync("npx", ["tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
+  execFileSync("npm", ["run", "build", "--silent"], { stdio: "inherit" });
 
   const { name, url } = await createDatabase();
   const db = await openDatabase({

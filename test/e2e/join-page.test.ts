@@ -1,0 +1,393 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startApp, type TestApp } from "../helpers/app.js";
+import {
+  bearer,
+  cancelledEvent,
+  OPERATOR_SCOPES,
+  type ScheduleOptions,
+  scheduledEvent,
+  signedDelivery,
+  userJwt,
+} from "../helpers/fixtures.js";
+import { axeViolations, DESKTOP, launchChromium, openPage, PHONE, screenshot, type WatchedPage } from "./browser.js";
+
+// Real browser, real server, real clock: appointments are booked relative to
+// now, and every wait is for something the page shows, never a fixed sleep.
+const MINUTE = 60_000;
+const TEST_TIMEOUT = 120_000;
+
+describe("the join page in Chromium", () => {
+  let browser: Browser;
+  let t: TestApp;
+  let portal: Server;
+  let portalOrigin: string;
+  const pages: WatchedPage[] = [];
+  const operator = bearer(userJwt("ops-1", { scope: OPERATOR_SCOPES, expiresInSeconds: 3600 }));
+
+  beforeAll(async () => {
+    // A patient portal on another origin (and another site: localhost, not 127.0.0.1) that embeds the client.
+    portal = createServer((request, response) => {
+      if (request.url === "/portal.js") {
+        response.writeHead(200, { "content-type": "text/javascript" }).end(portalScript(t.url));
+      } else {
+        response.writeHead(200, { "content-type": "text/html" }).end(PORTAL_PAGE);
+      }
+    });
+    await new Promise<void>((resolve) => portal.listen(0, "127.0.0.1", resolve));
+    portalOrigin = `http://localhost:${(portal.address() as AddressInfo).port}`;
+    [browser, t] = await Promise.all([launchChromium(), startApp({ RATE_LIMIT_JOIN_PER_MINUTE: "0", CORS_ORIGINS: portalOrigin })]);
+    await t.listen();
+  }, TEST_TIMEOUT);
+
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+    await new Promise((resolve) => portal?.close(resolve));
+  });
+
+  async function deliver(body: unknown) {
+    const delivery = signedDelivery(body);
+    const res = await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+    expect(res.statusCode).toBe(200);
+    return res.json();
+  }
+
+  async function schedule(options: ScheduleOptions) {
+    const event = scheduledEvent(options);
+    const { appointment } = await deliver(event);
+    return {
+      externalId: event.data.externalId,
+      agent: event.data.agent.id,
+      customer: event.data.customer.id,
+      sessionId: appointment.session.id as string,
+      join: appointment.join as { agentOpensAt: string; customerOpensAt: string; closesAt: string },
+    };
+  }
+
+  /** Opens /join/{id} as `userId`, the JWT in the fragment as the invitation link has it. */
+  async function visit(externalId: string, userId: string | null, options = DESKTOP) {
+    const watched = await openPage(browser, options);
+    pages.push(watched);
+    const jwt = userId ? userJwt(userId, { expiresInSeconds: 3600 }) : null;
+    return { ...watched, jwt, go: () => watched.page.goto(`${t.url}/join/${encodeURIComponent(externalId)}${jwt ? `#token=${jwt}` : ""}`) };
+  }
+
+  const stateOf = (page: Page) => page.locator(".card").getAttribute("data-state");
+  const statusText = (page: Page) => page.locator("#jw-status").innerText();
+  const joinButton = (page: Page) => page.locator("#jw-join");
+
+  async function expectState(page: Page, state: string) {
+    await expect.poll(() => stateOf(page), { timeout: 30_000 }).toBe(state);
+  }
+
+  /** What every state must satisfy: no accessibility violation, nothing the CSP refused, no uncaught error. */
+  async function expectClean(watched: WatchedPage) {
+    expect(await axeViolations(watched.page)).toEqual([]);
+    expect(watched.problems).toEqual([]);
+  }
+
+  afterAll(async () => {
+    await Promise.all(pages.map((p) => p.page.context().close().catch(() => {})));
+  });
+
+  it(
+    "before the window: the countdown runs, the Join button does nothing, the token leaves no trace",
+    async () => {
+      const a = await schedule({ startsInMinutes: 30 });
+      const v = await visit(a.externalId, a.customer);
+      await v.go();
+      await expectState(v.page, "waiting");
+      await expect.poll(() => joinButton(v.page).getAttribute("aria-disabled")).toBe("true");
+      expect(await statusText(v.page)).toMatch(/^The room opens for you at \d\d:\d\d/);
+
+      const timer = v.page.locator(".timer-value");
+      const first = await timer.innerText();
+      expect(first).toMatch(/^2[45]:\d\d$/);
+      await expect.poll(() => timer.innerText(), { timeout: 10_000 }).not.toBe(first);
+
+      // Both zones: the viewer's (Berlin) and the appointment's own (New York, 6 h behind).
+      const rows = await v.page.locator(".time-row").allInnerTexts();
+      expect(rows).toHaveLength(2);
+      expect(rows[0]).toContain("Your time (Europe/Berlin)");
+      expect(rows[1]).toContain("Appointment's time zone (America/New_York)");
+      const hour = (zone: string) =>
+        new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone }).format(
+          Date.now() + 30 * MINUTE,
+        );
+      expect(rows[0]).toContain(hour("Europe/Berlin"));
+      expect(rows[1]).toContain(hour("America/New_York"));
+
+      await joinButton(v.page).click({ force: true });
+      await joinButton(v.page).focus();
+      await v.page.keyboard.press("Enter");
+      expect(await stateOf(v.page)).toBe("waiting");
+      expect(v.requests.filter((url) => url.includes("/join-token"))).toEqual([]);
+
+      // The JWT was read from the fragment and is gone: not in the address bar, not in storage, never in a request URL.
+      expect(v.page.url()).toBe(`${t.url}/join/${a.externalId}`);
+      expect(await v.page.evaluate("JSON.stringify([location.href, history.state, { ...localStorage }, { ...sessionStorage }, document.cookie])")).not.toContain(
+        v.jwt,
+      );
+      for (const url of v.requests) expect(url).not.toContain(v.jwt);
+
+      await screenshot(v.page, "01-waiting");
+      await expectClean(v);
+
+      // The browser enforces the page's policy: a script slipped into the page does not run.
+      await v.page.evaluate(`document.head.append(Object.assign(document.createElement("script"), { textContent: "window.injected = true" }))`);
+      expect(await v.page.evaluate("window.injected === true")).toBe(false);
+      expect(v.problems.join("\n")).toMatch(/inline script/);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "inside the window: a click issues a token and the page shows the session",
+    async () => {
+      const a = await schedule({ startsInMinutes: 1 });
+      const v = await visit(a.externalId, a.agent);
+      await v.go();
+      await expectState(v.page, "open");
+      expect(await joinButton(v.page).getAttribute("aria-disabled")).toBe("false");
+      expect(await statusText(v.page)).toMatch(/^The room is open until \d\d:\d\d/);
+      await screenshot(v.page, "02-open");
+      await expectClean(v);
+
+      await joinButton(v.page).click();
+      await expectState(v.page, "joined");
+      const details = await v.page.locator(".session-details").innerText();
+      expect(details).toContain(a.sessionId);
+      expect(details).toContain("moderator (agent)");
+      expect(await v.page.locator("#video").innerText()).toContain(a.sessionId);
+      // Focus follows the outcome, for keyboard and screen-reader users.
+      expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-session-title");
+
+      const events = await t.app.inject({ method: "GET", url: `/v1/appointments/${a.externalId}/events`, headers: operator });
+      expect(events.json().events.filter((e: { type: string }) => e.type === "token.issued")).toHaveLength(1);
+
+      await screenshot(v.page, "03-joined");
+      await expectClean(v);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "the collision prompt leaves the other appointment and joins this one, by keyboard",
+    async () => {
+      const customer = `cust-${Date.now()}`;
+      const other = await schedule({ startsInMinutes: 0, customerId: customer });
+      const a = await schedule({ startsInMinutes: 2, customerId: customer });
+      const first = await t.app.inject({
+        method: "POST",
+        url: `/v1/appointments/${other.externalId}/join-token`,
+        headers: bearer(userJwt(customer)),
+      });
+      expect(first.statusCode).toBe(201);
+
+      const v = await visit(a.externalId, customer);
+      await v.go();
+      await expectState(v.page, "open");
+      await joinButton(v.page).focus();
+      await v.page.keyboard.press("Enter");
+      await expectState(v.page, "collision");
+      expect(await v.page.locator(".collision").innerText()).toContain(other.externalId);
+      expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-collision-title");
+      await screenshot(v.page, "04-collision");
+      await expectClean(v);
+
+      await v.page.keyboard.press("Tab");
+      expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-supersede");
+      await v.page.keyboard.press("Enter");
+      await expectState(v.page, "joined");
+      expect(await v.page.locator(".session-details").innerText()).toContain("participant (customer)");
+
+      const introspection = await t.app.inject({
+        method: "POST",
+        url: "/v1/tokens/introspect",
+        headers: operator,
+        payload: { token: first.json().token },
+      });
+      expect(introspection.json()).toMatchObject({ active: false, reason: "revoked", revocationReason: "superseded" });
+      await screenshot(v.page, "05-joined-after-supersede");
+      await expectClean(v);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "opens by itself when the countdown reaches zero",
+    async () => {
+      // The customer's window opens 15 s from now (start − 5 min): time enough to load the page on a busy machine.
+      const a = await schedule({ startsInMinutes: 5 + 15 / 60 });
+      const v = await visit(a.externalId, a.customer);
+      await v.go();
+      await expectState(v.page, "waiting");
+      expect(await joinButton(v.page).getAttribute("aria-disabled")).toBe("true");
+      await expect.poll(() => stateOf(v.page), { timeout: 60_000 }).toBe("open");
+      expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(a.join.customerOpensAt) - 1000);
+      await joinButton(v.page).click();
+      await expectState(v.page, "joined");
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "follows the server's clock, not a user's clock that is 10 minutes off",
+    async () => {
+      // Open for the customer since a minute; a clock 10 minutes slow would still count down 9 minutes.
+      const open = await schedule({ startsInMinutes: 4 });
+      const slow = await visit(open.externalId, open.customer);
+      await slow.page.clock.setSystemTime(new Date(Date.now() - 10 * MINUTE));
+      await slow.go();
+      await expectState(slow.page, "open");
+
+      // Opens in 5 minutes; a clock 10 minutes fast would call it open.
+      const later = await schedule({ startsInMinutes: 10 });
+      const fast = await visit(later.externalId, later.customer);
+      await fast.page.clock.setSystemTime(new Date(Date.now() + 10 * MINUTE));
+      await fast.go();
+      await expectState(fast.page, "waiting");
+      expect(await fast.page.locator(".timer-value").innerText()).toMatch(/^[45]:\d\d$/);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "a closed appointment says so, and so do a cancelled, a blocked and an unknown one, and a missing sign-in",
+    async () => {
+      const closed = await schedule({ startsInMinutes: -60, durationMinutes: 30 });
+      const cancelled = await schedule({ startsInMinutes: 1 });
+      await deliver(cancelledEvent(cancelled.externalId));
+      const blocked = await schedule({ startsInMinutes: 1 });
+      const block = await t.app.inject({
+        method: "POST",
+        url: `/v1/appointments/${blocked.externalId}/revoke`,
+        headers: operator,
+        payload: { reason: "e2e", block: true },
+      });
+      expect(block.statusCode).toBe(200);
+
+      const cases = [
+        { name: "06-closed", id: closed.externalId, user: closed.customer, state: "closed", text: /^This appointment has ended: the room closed on / },
+        { name: "07-cancelled", id: cancelled.externalId, user: cancelled.customer, state: "cancelled", text: /^This appointment was cancelled\./ },
+        { name: "08-blocked", id: blocked.externalId, user: blocked.customer, state: "blocked", text: /^Access to this appointment has been blocked\./ },
+        { name: "09-not-found", id: "appt-that-does-not-exist", user: "cust-1", state: "not_found", text: /^We could not find this appointment/ },
+        { name: "10-no-sign-in", id: closed.externalId, user: null, state: "unauthenticated", text: /^Your sign-in link is missing, invalid or has expired\./ },
+      ];
+      for (const c of cases) {
+        const v = await visit(c.id, c.user);
+        await v.go();
+        await expectState(v.page, c.state);
+        expect(await statusText(v.page), c.name).toMatch(c.text);
+        expect(await joinButton(v.page).isHidden(), c.name).toBe(true);
+        await screenshot(v.page, c.name);
+        await expectClean(v);
+        await v.page.context().close();
+      }
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "says what it is doing while the video provider is unavailable, and joins once it is back",
+    async () => {
+      const a = await schedule({ startsInMinutes: 1 });
+      const v = await visit(a.externalId, a.customer);
+      // The provider's outage is played by the browser's network layer: the first join request is answered 503.
+      let refused = false;
+      await v.page.route("**/join-token", async (route) => {
+        if (refused) return route.continue();
+        refused = true;
+        await route.fulfill({
+          status: 503,
+          headers: { "content-type": "application/problem+json", "retry-after": "3" },
+          body: JSON.stringify({ type: "urn:joinwindow:problem:provider_unavailable", title: "Service Unavailable", status: 503, code: "provider_unavailable" }),
+        });
+      });
+      await v.go();
+      await expectState(v.page, "open");
+      await joinButton(v.page).click();
+      await expectState(v.page, "retrying");
+      expect(await statusText(v.page)).toBe("The video service is not responding. Trying again automatically.");
+      expect(await v.page.locator(".timer-label").innerText()).toBe("Next attempt in");
+      await screenshot(v.page, "11-retrying");
+      await expectClean(v);
+      await expectState(v.page, "joined");
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "fits a 360 px phone screen",
+    async () => {
+      const a = await schedule({ startsInMinutes: 20 });
+      const v = await visit(a.externalId, a.customer, PHONE);
+      await v.go();
+      await expectState(v.page, "waiting");
+      expect(await v.page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(360);
+      await screenshot(v.page, "12-phone-waiting");
+      await expectClean(v);
+
+      const b = await schedule({ startsInMinutes: 1 });
+      const w = await visit(b.externalId, b.customer, PHONE);
+      await w.go();
+      await expectState(w.page, "open");
+      await joinButton(w.page).tap();
+      await expectState(w.page, "joined");
+      expect(await w.page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(360);
+      await screenshot(w.page, "13-phone-joined");
+      await expectClean(w);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it("runs an accessibility check that does find violations where there are some", async () => {
+    const v = await openPage(browser, DESKTOP);
+    pages.push(v);
+    await v.page.setContent('<!doctype html><html lang="en"><title>t</title><main><img src="data:,"><button></button></main></html>');
+    expect((await axeViolations(v.page)).join("\n")).toMatch(/image-alt[\s\S]*button-name|button-name[\s\S]*image-alt/);
+  });
+
+  it(
+    "works embedded in a portal on another origin: CORS, the Date header and the client script's CORP",
+    async () => {
+      const a = await schedule({ startsInMinutes: 1 });
+      const v = await openPage(browser, DESKTOP);
+      pages.push(v);
+      // The user's clock is 10 minutes slow: only the exposed Date header lets the client see that the window is open.
+      await v.page.clock.setSystemTime(new Date(Date.now() - 10 * MINUTE));
+      await v.page.goto(`${portalOrigin}/portal.html#${new URLSearchParams({ id: a.externalId, token: userJwt(a.customer) })}`);
+      await expect.poll(() => v.page.locator("body").getAttribute("data-state"), { timeout: 30_000 }).toBe("open");
+      const skew = (await v.page.evaluate("window.client.serverNow() - Date.now()")) as number;
+      expect(Math.abs(skew - 10 * MINUTE)).toBeLessThan(5_000);
+      await v.page.evaluate("window.client.join()");
+      await expect.poll(() => v.page.locator("body").getAttribute("data-state"), { timeout: 30_000 }).toBe("joined");
+      expect(await v.page.locator("body").getAttribute("data-session")).toBe(a.sessionId);
+      expect(v.problems).toEqual([]);
+    },
+    TEST_TIMEOUT,
+  );
+});
+
+const PORTAL_PAGE = `<!doctype html><html lang="en"><head><title>Portal</title>
+<script type="module" src="/portal.js"></script></head><body><main><h1>Portal</h1></main></body></html>`;
+
+/** The portal's own script: loads the client from the service and reports its state on the body. */
+const portalScript = (service: string) => `
+import { createJoinClient } from "${service}/client/joinwindow.js";
+const fragment = new URLSearchParams(location.hash.slice(1));
+const token = fragment.get("token");
+history.replaceState(null, "", location.pathname);
+const client = createJoinClient({
+  baseUrl: "${service}",
+  externalId: fragment.get("id"),
+  getToken: () => token,
+  onToken: (grant) => { document.body.dataset.session = grant.sessionId; },
+});
+client.subscribe((state) => { document.body.dataset.state = state.status; });
+client.start();
+window.client = client;
+`;
