@@ -1,12 +1,11 @@
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
-import { PrismaPGlite } from "pglite-prisma-adapter";
 import type { Config } from "../config.js";
 import { PrismaClient } from "../generated/prisma/client.js";
 import { type MigrateOptions, type MigrationResult, migrate, type SqlConnection } from "./migrate.js";
+import { pgliteSql, postgresSql, type Sql } from "./sql.js";
 
 export type { PrismaClient } from "../generated/prisma/client.js";
 
@@ -19,6 +18,8 @@ export type { PrismaClient } from "../generated/prisma/client.js";
 export interface Database {
   readonly kind: "postgres" | "pglite";
   readonly prisma: PrismaClient;
+  /** Plain SQL on the same database, for the hot paths (see sql.ts). */
+  readonly sql: Sql;
   /** Applies pending migrations (see migrate.ts). */
   migrate(options?: MigrateOptions): Promise<MigrationResult>;
   /** Resolves when the database answers a trivial query; rejects otherwise. */
@@ -55,6 +56,7 @@ function openPostgres(config: DatabaseConfig, url: string, onPoolError?: (error:
   return {
     kind: "postgres",
     prisma,
+    sql: postgresSql(pool),
     async migrate(options) {
       const client = await pool.connect();
       try {
@@ -83,6 +85,8 @@ function openPostgres(config: DatabaseConfig, url: string, onPoolError?: (error:
 }
 
 async function openPGlite(dataDir: string): Promise<Database> {
+  // Loaded only when used: a service on Postgres never pays for the embedded database's memory.
+  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
   const directory = path.resolve(dataDir, "pgdata");
   await mkdir(directory, { recursive: true });
   const pglite = await PGlite.create(directory);
@@ -90,6 +94,7 @@ async function openPGlite(dataDir: string): Promise<Database> {
   return {
     kind: "pglite",
     prisma,
+    sql: pgliteSql(pglite),
     migrate: (options) => migrate(pglite, options),
     async ping() {
       await pglite.query("SELECT 1");

@@ -1,22 +1,30 @@
 import { randomUUID } from "node:crypto";
-import type { PrismaClient } from "../db/database.js";
+import type { Sql } from "../db/sql.js";
 import { checkJoinWindow } from "../domain/join-window.js";
 import { AppError } from "../errors.js";
-import type { Appointment } from "../generated/prisma/client.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
-import { type AuditEntry, type Db, recordAudit } from "./audit.js";
+import type { AuditEntry } from "./audit.js";
+import {
+  APPOINTMENT_BY_EXTERNAL_ID,
+  APPOINTMENT_FOR_UPDATE,
+  type AppointmentRow,
+  auditInsert,
+  INSERT_TOKEN,
+  LIVE_TOKENS_AROUND,
+  LOCK_KEY,
+  type LiveTokenRow,
+  REVOKE_CALLER_TOKENS,
+} from "./queries.js";
 import type { SessionService } from "./sessions.js";
-import { hashToken, lockKey, revokeLiveTokens } from "./tokens-store.js";
+import { hashToken } from "./tokens-store.js";
 
 export interface JoinTokenServiceOptions {
-  prisma: PrismaClient;
+  sql: Sql;
   provider: VideoProvider;
   sessions: SessionService;
   now: () => Date;
   /** API.md §3: a join token is answered within 15 s; provider calls get what is left of this. */
   budgetMs: number;
-  transactionTimeoutMs: number;
-  acquireTimeoutMs: number;
 }
 
 export interface IssuedJoinToken {
@@ -41,11 +49,13 @@ interface JoinRequest {
 }
 
 interface Eligibility {
-  appointment: Appointment;
+  appointment: AppointmentRow;
   role: "moderator" | "participant";
   opensAt: Date;
   /** The caller's other appointments with live tokens (superseded when the request goes on). */
   elsewhere: { appointmentId: string; externalId: string }[];
+  /** The caller already holds a live token here (replaced when the request goes on). */
+  holdsToken: boolean;
 }
 
 /** A token made by a remote provider before the transaction, and what it was made for. */
@@ -102,7 +112,7 @@ export class JoinTokenService {
 
   private async prepareRemoteToken(request: JoinRequest, budget: CallBudget): Promise<PreparedToken> {
     const now = this.options.now();
-    const { appointment, role, opensAt } = await eligibility(this.options.prisma, request, now);
+    const { appointment, role, opensAt } = await eligibility(this.options.sql, request, now, false);
     if (!appointment.sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
     const tokenId = randomUUID();
     const { token } = await this.withProviderErrors(() =>
@@ -130,13 +140,11 @@ export class JoinTokenService {
   }
 
   private commit(request: JoinRequest, budget: CallBudget, prepared: PreparedToken | undefined): Promise<IssuedJoinToken> {
-    const { prisma, provider } = this.options;
-    return prisma.$transaction(
-      async (tx) => {
-        await lockKey(tx, `user:${request.userId}`);
-        await tx.$queryRaw`SELECT id FROM appointments WHERE external_id = ${request.externalId} FOR UPDATE`;
+    const { sql, provider } = this.options;
+    return sql.transaction(async (tx) => {
+        await tx.query(LOCK_KEY, [`user:${request.userId}`]);
         const now = this.options.now();
-        const { appointment, role, opensAt, elsewhere } = await eligibility(tx, request, now);
+        const { appointment, role, opensAt, elsewhere, holdsToken } = await eligibility(tx, request, now, true);
         const sessionId = appointment.sessionId;
         if (!sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
         if (
@@ -151,27 +159,35 @@ export class JoinTokenService {
 
         const actor = `user:${request.userId}`;
         const audit: AuditEntry[] = [];
-        for (const other of elsewhere) {
-          const count = await revokeLiveTokens(tx, { appointmentId: other.appointmentId, userId: request.userId }, "superseded", now);
-          audit.push({
-            externalId: other.externalId,
-            actor,
-            at: now,
-            type: "token.revoked",
-            outcome: "revoked",
-            detail: { reason: "superseded", count, userId: request.userId, by: request.externalId },
-          });
-        }
-        const replaced = await revokeLiveTokens(tx, { appointmentId: appointment.id, userId: request.userId }, "replaced", now);
-        if (replaced > 0) {
-          audit.push({
-            externalId: request.externalId,
-            actor,
-            at: now,
-            type: "token.revoked",
-            outcome: "revoked",
-            detail: { reason: "replaced", count: replaced, userId: request.userId },
-          });
+        let replaced = 0;
+        if (holdsToken || elsewhere.length > 0) {
+          const revoked = await tx.query<{ appointmentId: string }>(REVOKE_CALLER_TOKENS, [
+            request.userId,
+            appointment.id,
+            now,
+          ]);
+          replaced = revoked.filter((r) => r.appointmentId === appointment.id).length;
+          for (const other of elsewhere) {
+            const count = revoked.filter((r) => r.appointmentId === other.appointmentId).length;
+            audit.push({
+              externalId: other.externalId,
+              actor,
+              at: now,
+              type: "token.revoked",
+              outcome: "revoked",
+              detail: { reason: "superseded", count, userId: request.userId, by: request.externalId },
+            });
+          }
+          if (replaced > 0) {
+            audit.push({
+              externalId: request.externalId,
+              actor,
+              at: now,
+              type: "token.revoked",
+              outcome: "revoked",
+              detail: { reason: "replaced", count: replaced, userId: request.userId },
+            });
+          }
         }
 
         const tokenId = prepared?.tokenId ?? randomUUID();
@@ -185,20 +201,18 @@ export class JoinTokenService {
               ),
             )
           ).token;
-        await tx.joinToken.create({
-          data: {
-            id: tokenId,
-            appointmentId: appointment.id,
-            userId: request.userId,
-            role,
-            tokenHash: hashToken(token),
-            provider: provider.name,
-            sessionId,
-            issuedAt: now,
-            notBefore: opensAt,
-            expiresAt: appointment.closesAt,
-          },
-        });
+        await tx.query(INSERT_TOKEN, [
+          tokenId,
+          appointment.id,
+          request.userId,
+          role,
+          hashToken(token),
+          provider.name,
+          sessionId,
+          now,
+          opensAt,
+          appointment.closesAt,
+        ]);
         audit.push({
           externalId: request.externalId,
           actor,
@@ -207,7 +221,7 @@ export class JoinTokenService {
           outcome: replaced > 0 ? "replaced_previous" : "issued",
           detail: { tokenId, userId: request.userId, role, expiresAt: appointment.closesAt.toISOString() },
         });
-        await recordAudit(tx, audit);
+        await tx.query(...auditInsert(audit, now));
 
         return {
           appointmentId: request.externalId,
@@ -220,9 +234,7 @@ export class JoinTokenService {
           notBefore: opensAt.toISOString(),
           expiresAt: appointment.closesAt.toISOString(),
         };
-      },
-      { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
-    );
+    });
   }
 
   private async withProviderErrors<T>(call: () => Promise<T>): Promise<T> {
@@ -237,18 +249,20 @@ export class JoinTokenService {
   }
 }
 
-/** The §3 checks after authentication and validation, in order: 404, 409, 403, 425, 410, then the two 409s of who holds tokens. */
-async function eligibility(db: Db, request: JoinRequest, now: Date): Promise<Eligibility> {
-  const appointment = await db.appointment.findUnique({ where: { externalId: request.externalId } });
-  const { role, opensAt } = checkJoinWindow(appointment, request.userId, now);
+/**
+ * The §3 checks after authentication and validation, in order: 404, 409,
+ * 403, 425, 410, then the two 409s of who holds tokens. With `lock`, the
+ * appointment row stays locked until the transaction ends.
+ */
+async function eligibility(sql: Pick<Sql, "query">, request: JoinRequest, now: Date, lock: boolean): Promise<Eligibility> {
+  const [appointment] = await sql.query<AppointmentRow>(lock ? APPOINTMENT_FOR_UPDATE : APPOINTMENT_BY_EXTERNAL_ID, [
+    request.externalId,
+  ]);
+  const { role, opensAt } = checkJoinWindow(appointment ?? null, request.userId, now);
   if (!appointment) throw new Error("unreachable: checkJoinWindow refuses a missing appointment");
 
-  const live = { revokedAt: null, expiresAt: { gt: now } };
-  const elsewhere = await db.joinToken.findMany({
-    where: { userId: request.userId, appointmentId: { not: appointment.id }, ...live },
-    select: { appointmentId: true, appointment: { select: { externalId: true } } },
-    distinct: ["appointmentId"],
-  });
+  const live = await sql.query<LiveTokenRow>(LIVE_TOKENS_AROUND, [request.userId, appointment.id, now]);
+  const elsewhere = live.filter((t) => t.userId === request.userId && t.appointmentId !== appointment.id);
   const [firstOther] = elsewhere;
   if (firstOther && !request.supersede) {
     throw new AppError(
@@ -256,16 +270,12 @@ async function eligibility(db: Db, request: JoinRequest, now: Date): Promise<Eli
       "active_elsewhere",
       "Conflict",
       "You hold a live join token for another appointment; join with supersede: true to leave it.",
-      { otherAppointmentId: firstOther.appointment.externalId },
+      { otherAppointmentId: firstOther.externalId },
     );
   }
 
-  const others = await db.joinToken.findMany({
-    where: { appointmentId: appointment.id, userId: { not: request.userId }, ...live },
-    select: { userId: true },
-    distinct: ["userId"],
-  });
-  if (others.length + 1 > appointment.maxParticipants) {
+  const others = new Set(live.filter((t) => t.appointmentId === appointment.id && t.userId !== request.userId).map((t) => t.userId));
+  if (others.size + 1 > appointment.maxParticipants) {
     throw new AppError(
       409,
       "participant_limit",
@@ -277,6 +287,7 @@ async function eligibility(db: Db, request: JoinRequest, now: Date): Promise<Eli
     appointment,
     role,
     opensAt,
-    elsewhere: elsewhere.map((e) => ({ appointmentId: e.appointmentId, externalId: e.appointment.externalId })),
+    elsewhere: elsewhere.map((e) => ({ appointmentId: e.appointmentId, externalId: e.externalId })),
+    holdsToken: live.some((t) => t.appointmentId === appointment.id && t.userId === request.userId),
   };
 }

@@ -1,5 +1,7 @@
 import type { PrismaClient } from "../db/database.js";
+import type { Sql } from "../db/sql.js";
 import { recordAudit } from "./audit.js";
+import { auditInsert, type IntrospectedRow, TOKEN_BY_HASH } from "./queries.js";
 import { hashToken } from "./tokens-store.js";
 
 export type IntrospectionResult =
@@ -23,7 +25,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Introspection (API.md §4) and operator revocation (§5) of single tokens. */
 export class TokenChecks {
-  constructor(private readonly options: { prisma: PrismaClient; now: () => Date }) {}
+  constructor(private readonly options: { prisma: PrismaClient; sql: Sql; now: () => Date }) {}
 
   /**
    * Fails closed: only the exact token whose hash is stored can be active, so
@@ -31,11 +33,8 @@ export class TokenChecks {
    * Every call is audited, against the token's appointment when there is one.
    */
   async introspect(token: string, actor: string): Promise<IntrospectionResult> {
-    const { prisma } = this.options;
-    const row = await prisma.joinToken.findUnique({
-      where: { tokenHash: hashToken(token) },
-      include: { appointment: { select: { externalId: true } } },
-    });
+    const { sql } = this.options;
+    const [row] = await sql.query<IntrospectedRow>(TOKEN_BY_HASH, [hashToken(token)]);
     const now = this.options.now();
     const result: IntrospectionResult = !row
       ? { active: false, reason: "unknown" }
@@ -50,21 +49,27 @@ export class TokenChecks {
                 jti: row.id,
                 sub: row.userId,
                 role: row.role,
-                appointmentId: row.appointment.externalId,
+                appointmentId: row.externalId,
                 sessionId: row.sessionId,
                 provider: row.provider,
                 iat: seconds(row.issuedAt),
                 nbf: seconds(row.notBefore),
                 exp: seconds(row.expiresAt),
               };
-    await recordAudit(prisma, {
-      externalId: row?.appointment.externalId ?? "",
-      actor,
-      at: now,
-      type: "token.introspected",
-      outcome: result.active ? "active" : result.reason,
-      detail: row ? { tokenId: row.id, userId: row.userId } : {},
-    });
+    await sql.query(
+      ...auditInsert(
+        [
+          {
+            externalId: row?.externalId ?? "",
+            actor,
+            type: "token.introspected",
+            outcome: result.active ? "active" : result.reason,
+            detail: row ? { tokenId: row.id, userId: row.userId } : {},
+          },
+        ],
+        now,
+      ),
+    );
     return result;
   }
 

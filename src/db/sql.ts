@@ -1,0 +1,73 @@
+import type { PGlite, Transaction as PGliteTransaction } from "@electric-sql/pglite";
+import type pg from "pg";
+
+/**
+ * Plain SQL for the hot paths (join token, introspection, webhook), where
+ * Prisma's per-query planning and result mapping cost more than the query
+ * itself (bench/README.md has the profile). The same statements run on
+ * Postgres, as named prepared statements through the pool, and on PGlite, so
+ * the embedded database keeps the same code paths.
+ */
+export interface Statement {
+  /** Name of the prepared statement on Postgres; unique per text. */
+  name: string;
+  text: string;
+}
+
+export interface Sql {
+  query<Row>(statement: Statement, params: unknown[]): Promise<Row[]>;
+  /** BEGIN … COMMIT on one connection; ROLLBACK when `work` throws. */
+  transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T>;
+}
+
+export const statement = (name: string, text: string): Statement => ({ name, text });
+
+export function postgresSql(pool: pg.Pool): Sql {
+  const on = (client: pg.Pool | pg.PoolClient): Pick<Sql, "query"> => ({
+    async query<Row>(s: Statement, params: unknown[]) {
+      const result = await client.query({ name: s.name, text: s.text, values: params });
+      return result.rows as Row[];
+    },
+  });
+  return {
+    ...on(pool),
+    async transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      const inner: Sql = {
+        ...on(client),
+        transaction: () => Promise.reject(new Error("nested transactions are not supported")),
+      };
+      let broken: unknown;
+      try {
+        await client.query("BEGIN");
+        const result = await work(inner);
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        await client.query("ROLLBACK").catch((rollbackError: unknown) => {
+          broken = rollbackError;
+        });
+        throw error;
+      } finally {
+        // A connection whose ROLLBACK failed is not returned to the pool.
+        client.release(broken instanceof Error ? broken : undefined);
+      }
+    },
+  };
+}
+
+export function pgliteSql(pglite: PGlite): Sql {
+  const on = (client: PGlite | PGliteTransaction): Pick<Sql, "query"> => ({
+    async query<Row>(s: Statement, params: unknown[]) {
+      return (await client.query<Row>(s.text, params)).rows;
+    },
+  });
+  return {
+    ...on(pglite),
+    transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T> {
+      return pglite.transaction((tx) =>
+        work({ ...on(tx), transaction: () => Promise.reject(new Error("nested transactions are not supported")) }),
+      );
+    },
+  };
+}
