@@ -192,6 +192,7 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   });
   const appointments = new AppointmentService({
     prisma,
+    sql: db.sql,
     provider,
     sessions,
     sessionBudgetMs: WEBHOOK_SESSION_BUDGET_MS,

@@ -3,9 +3,28 @@ import { type JoinPolicy, joinWindowFor } from "../domain/join-window.js";
 import { invalidRequest, notFound } from "../errors.js";
 import type { Appointment, Prisma } from "../generated/prisma/client.js";
 import type { AppointmentView, WebhookEvent } from "../http/schemas/appointments.js";
-import { ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
+import type { VideoProvider } from "../providers/video-provider.js";
 import { type AuditEntry, type AuditPage, type Db, readAudit, recordAudit } from "./audit.js";
 import { appointmentView } from "./appointment-view.js";
+import {
+  APPOINTMENT_FOR_UPDATE,
+  type AppointmentRow,
+  auditColumns,
+  CANCEL_APPOINTMENT,
+  CLAIM_DELIVERY_AND_LOCK,
+  DELETE_TOMBSTONE,
+  FINISH_DELIVERY,
+  INSERT_APPOINTMENT,
+  REPLACE_APPOINTMENT,
+  REVOKE_APPOINTMENT_TOKENS,
+  type ScheduleFields,
+  SET_REVISION,
+  STORED_DELIVERY,
+  type StoredDelivery,
+  scheduleValues,
+  TOMBSTONE,
+  UPSERT_TOMBSTONE,
+} from "./queries.js";
 import type { SessionService } from "./sessions.js";
 import { lockKey, revokeLiveTokens } from "./tokens-store.js";
 
@@ -19,10 +38,13 @@ async function lockAppointment(tx: Db, externalId: string): Promise<void> {
   await lockKey(tx, `appointment:${externalId}`);
   await tx.$queryRaw`SELECT id FROM appointments WHERE external_id = ${externalId} FOR UPDATE`;
 }
+import { randomUUID } from "node:crypto";
 import type { PrismaClient } from "../db/database.js";
+import type { Sql } from "../db/sql.js";
 
 export interface AppointmentServiceOptions {
   prisma: PrismaClient;
+  sql: Sql;
   provider: VideoProvider;
   sessions: SessionService;
   /** Time a webhook may spend on an inline session attempt (inside the 10 s answer bound). */
@@ -59,7 +81,6 @@ const isStale = (stored: number | null | undefined, incoming: number | null | un
 const newestRevision = (stored: number | null | undefined, incoming: number | null | undefined) =>
   typeof incoming !== "number" ? (stored ?? null) : typeof stored !== "number" ? incoming : Math.max(stored, incoming);
 
-const SESSION_RETRY_DELAY_MS = 30_000;
 
 export class AppointmentService {
   constructor(private readonly options: AppointmentServiceOptions) {}
@@ -81,38 +102,38 @@ export class AppointmentService {
     const scheduled = event.type === "appointment.scheduled" ? prepareScheduled(event.data) : undefined;
     const { externalId } = event.data;
 
-    const step = await this.prisma.$transaction(
-      async (tx): Promise<WebhookStep> => {
-        const claimed = await tx.$queryRaw<{ webhook_id: string }[]>`
-          INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
-          VALUES (${webhookId}, ${event.type}, ${externalId}, ${IN_PROGRESS}, '{}'::jsonb)
-          ON CONFLICT (webhook_id) DO NOTHING
-          RETURNING webhook_id`;
-        if (claimed.length === 0) {
-          const stored = await tx.webhookDelivery.findUniqueOrThrow({ where: { webhookId } });
-          return stored.responseStatus === IN_PROGRESS ? { kind: "in_progress" } : { kind: "done", outcome: replayed(stored) };
-        }
+    const step = await this.options.sql.transaction(async (tx): Promise<WebhookStep> => {
+      const [claim] = await tx.query<{ claimed: boolean }>(CLAIM_DELIVERY_AND_LOCK, [
+        webhookId,
+        event.type,
+        externalId,
+        `appointment:${externalId}`,
+      ]);
+      if (!claim?.claimed) {
+        const [stored] = await tx.query<StoredDelivery>(STORED_DELIVERY, [webhookId]);
+        if (!stored) throw new Error("a claimed webhook delivery vanished");
+        return stored.responseStatus === IN_PROGRESS ? { kind: "in_progress" } : { kind: "done", outcome: replayed(stored) };
+      }
 
-        await lockAppointment(tx, externalId);
-        const now = this.options.now();
-        const result: ScheduleResult = scheduled
-          ? await this.schedule(tx, webhookId, event.data, scheduled, now)
-          : await this.cancel(tx, webhookId, event.data, now);
+      const now = this.options.now();
+      const [existing] = await tx.query<AppointmentRow>(APPOINTMENT_FOR_UPDATE, [externalId]);
+      const result = scheduled
+        ? await this.schedule(tx, webhookId, event.data, scheduled, existing, now)
+        : await this.cancel(tx, webhookId, event.data, existing, now);
 
-        if (result.sessionToCreate) {
-          // The answer depends on the provider call made after this commit; until
-          // then a redelivery waits for it (see awaitAnswer).
-          await tx.webhookDelivery.update({ where: { webhookId }, data: { responseBody: { applied: true } } });
-          return { kind: "create_session", appointment: result.sessionToCreate };
-        }
-        await tx.webhookDelivery.update({
-          where: { webhookId },
-          data: { responseStatus: result.status, responseBody: result.body as Prisma.InputJsonValue },
-        });
-        return { kind: "done", outcome: { ...result, replayed: false } };
-      },
-      { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
-    );
+      // The answer of a remote session creation is only known after this commit;
+      // until then a redelivery waits for it (see awaitAnswer).
+      const stored = result.sessionToCreate ? { status: IN_PROGRESS, body: { applied: true } } : result;
+      await tx.query(FINISH_DELIVERY, [
+        ...auditColumns(result.audit, now),
+        webhookId,
+        stored.status,
+        JSON.stringify(stored.body),
+      ]);
+      return result.sessionToCreate
+        ? { kind: "create_session", appointment: result.sessionToCreate }
+        : { kind: "done", outcome: { status: result.status, body: result.body, outcome: result.outcome, replayed: false } };
+    });
 
     switch (step.kind) {
       case "done":
@@ -160,48 +181,58 @@ export class AppointmentService {
   }
 
   private async schedule(
-    tx: Db,
+    tx: SqlQuery,
     webhookId: string,
     data: ScheduledData,
     prepared: PreparedSchedule,
+    existing: AppointmentRow | undefined,
     now: Date,
   ): Promise<ScheduleResult> {
     const { externalId } = data;
-    const existing = await tx.appointment.findUnique({ where: { externalId } });
     const revision = data.revision ?? null;
-    const audit: AuditEntry[] = [];
     const base = { externalId, actor: "scheduler", at: now };
 
     if (existing && isStale(existing.revision, revision)) {
-      await recordAudit(tx, {
-        ...base,
-        type: "webhook.ignored",
-        outcome: "stale_revision",
-        detail: { webhookId, event: "appointment.scheduled", revision, storedRevision: existing.revision },
-      });
-      return { status: statusOf(existing), body: { applied: false, appointment: appointmentView(existing) }, outcome: "ignored" };
+      return {
+        status: statusOf(existing),
+        body: { applied: false, appointment: appointmentView(existing) },
+        outcome: "ignored",
+        audit: [
+          {
+            ...base,
+            type: "webhook.ignored",
+            outcome: "stale_revision",
+            detail: { webhookId, event: "appointment.scheduled", revision, storedRevision: existing.revision },
+          },
+        ],
+      };
     }
     let tombstoneRevision: number | null = null;
     if (!existing) {
-      const tombstone = await tx.cancellationTombstone.findUnique({ where: { externalId } });
+      const [tombstone] = await tx.query<{ revision: number | null }>(TOMBSTONE, [externalId]);
       if (tombstone && isStale(tombstone.revision, revision)) {
-        await recordAudit(tx, {
-          ...base,
-          type: "webhook.ignored",
-          outcome: "cancelled_earlier",
-          detail: { webhookId, event: "appointment.scheduled", revision, cancelledRevision: tombstone.revision },
-        });
-        return { status: 200, body: { applied: false }, outcome: "ignored" };
+        return {
+          status: 200,
+          body: { applied: false },
+          outcome: "ignored",
+          audit: [
+            {
+              ...base,
+              type: "webhook.ignored",
+              outcome: "cancelled_earlier",
+              detail: { webhookId, event: "appointment.scheduled", revision, cancelledRevision: tombstone.revision },
+            },
+          ],
+        };
       }
       if (tombstone) {
-        await tx.cancellationTombstone.delete({ where: { externalId } });
+        await tx.query(DELETE_TOMBSTONE, [externalId]);
         tombstoneRevision = tombstone.revision;
       }
     }
 
-    const window = joinWindowFor(prepared.times, this.options.policy);
-    const fields = {
-      status: "scheduled" as const,
+    const fields: ScheduleFields = {
+      status: "scheduled",
       revision: newestRevision(existing ? existing.revision : tombstoneRevision, revision),
       startsAt: prepared.times.startsAt,
       endsAt: prepared.times.endsAt,
@@ -211,148 +242,158 @@ export class AppointmentService {
       customerId: prepared.customer.id,
       customerName: prepared.customer.name ?? null,
       ...prepared.settings,
-      ...window,
+      ...joinWindowFor(prepared.times, this.options.policy),
       cancelledAt: null,
     };
+    const applied = { webhookId, event: "appointment.scheduled", revision };
 
-    let row: Appointment;
-    if (!existing && this.options.provider.remote.sessions) {
-      // Created after the commit, under this lease, by applyWebhook.
-      row = await tx.appointment.create({
-        data: {
-          externalId,
-          provider: this.options.provider.name,
-          ...fields,
-          sessionStatus: "pending",
-          sessionNextAttemptAt: now,
-          sessionClaimedUntil: new Date(now.getTime() + this.options.sessionLeaseMs),
-        },
-      });
-      await recordAudit(tx, { ...base, type: "webhook.applied", outcome: "created", detail: { webhookId, event: "appointment.scheduled", revision } });
-      return { status: 202, body: { applied: true, appointment: appointmentView(row) }, outcome: "applied", sessionToCreate: row };
-    }
     if (!existing) {
-      const session = await this.createSession(externalId, prepared.settings, now);
-      row = await tx.appointment.create({ data: { externalId, provider: this.options.provider.name, ...fields, ...session.fields } });
-      audit.push({ ...base, type: "webhook.applied", outcome: "created", detail: { webhookId, event: "appointment.scheduled", revision } });
-      audit.push(session.audit(externalId));
-    } else {
-      const changes = describeChanges(existing, fields);
-      const revoked: Record<string, number> = {};
-      // Replaced participants lose their tokens as reassigned; whoever is left loses theirs if the time moved.
-      if (changes.includes("agent")) {
-        revoked.reassigned = (revoked.reassigned ?? 0) + (await revokeLiveTokens(tx, { appointmentId: existing.id, userId: existing.agentId }, "reassigned", now));
-      }
-      if (changes.includes("customer")) {
-        revoked.reassigned = (revoked.reassigned ?? 0) + (await revokeLiveTokens(tx, { appointmentId: existing.id, userId: existing.customerId }, "reassigned", now));
-      }
-      if (changes.includes("times")) {
-        revoked.rescheduled = await revokeLiveTokens(tx, { appointmentId: existing.id }, "rescheduled", now);
-      }
-      row = await tx.appointment.update({ where: { id: existing.id }, data: fields });
-      audit.push({
+      const provider = this.options.provider;
+      // A remote provider's session is created after the commit, under the lease taken here.
+      const session = provider.remote.sessions
+        ? {
+            sessionId: null,
+            status: "pending",
+            nextAttemptAt: now,
+            lastError: null,
+            claimedUntil: new Date(now.getTime() + this.options.sessionLeaseMs),
+            audit: [] as AuditEntry[],
+          }
+        : await this.createLocalSession(externalId, prepared.settings, now);
+      const [row] = await tx.query<AppointmentRow>(INSERT_APPOINTMENT, [
+        ...scheduleValues(fields, now),
+        randomUUID(),
+        externalId,
+        provider.name,
+        session.sessionId,
+        session.status,
+        provider.remote.sessions ? 0 : 1,
+        session.nextAttemptAt,
+        session.lastError,
+        session.claimedUntil,
+      ]);
+      if (!row) throw new Error("INSERT … RETURNING returned no row");
+      const audit = [{ ...base, type: "webhook.applied" as const, outcome: "created", detail: applied }, ...session.audit];
+      const answer = { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" as const, audit };
+      return provider.remote.sessions ? { ...answer, sessionToCreate: row } : answer;
+    }
+
+    const changes = describeChanges(existing, fields);
+    const revoke = (reason: string, userId: string | null) =>
+      tx.query<{ id: string }>(REVOKE_APPOINTMENT_TOKENS, [existing.id, now, reason, userId]).then((rows) => rows.length);
+    // Replaced participants lose their tokens as reassigned; whoever is left loses theirs if the time moved.
+    const revoked = {
+      reassigned:
+        (changes.includes("agent") ? await revoke("reassigned", existing.agentId) : 0) +
+        (changes.includes("customer") ? await revoke("reassigned", existing.customerId) : 0),
+      rescheduled: changes.includes("times") ? await revoke("rescheduled", null) : 0,
+    };
+    const [row] = await tx.query<AppointmentRow>(REPLACE_APPOINTMENT, [...scheduleValues(fields, now), existing.id]);
+    if (!row) throw new Error("UPDATE … RETURNING returned no row");
+    const audit: AuditEntry[] = [
+      {
         ...base,
         type: "webhook.applied",
         outcome: existing.status === "cancelled" ? "rebooked" : "updated",
-        detail: { webhookId, event: "appointment.scheduled", revision, changes },
-      });
-      for (const [reason, count] of Object.entries(revoked)) {
-        if (count > 0) audit.push({ ...base, actor: "system", type: "token.revoked", outcome: "revoked", detail: { reason, count } });
-      }
+        detail: { ...applied, changes },
+      },
+    ];
+    for (const [reason, count] of Object.entries(revoked)) {
+      if (count > 0) audit.push({ ...base, actor: "system", type: "token.revoked", outcome: "revoked", detail: { reason, count } });
     }
-    await recordAudit(tx, audit);
-    return { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" };
+    return { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied", audit };
   }
 
   private async cancel(
-    tx: Db,
+    tx: SqlQuery,
     webhookId: string,
     data: ScheduledData,
+    existing: AppointmentRow | undefined,
     now: Date,
-  ): Promise<Omit<WebhookOutcome, "replayed">> {
+  ): Promise<ScheduleResult> {
     const { externalId } = data;
     const revision = data.revision ?? null;
     const base = { externalId, actor: "scheduler", at: now };
     const detail = { webhookId, event: "appointment.cancelled", revision };
-    const existing = await tx.appointment.findUnique({ where: { externalId } });
 
     if (!existing) {
-      const tombstone = await tx.cancellationTombstone.findUnique({ where: { externalId } });
+      const [tombstone] = await tx.query<{ revision: number | null }>(TOMBSTONE, [externalId]);
       if (tombstone && isStale(tombstone.revision, revision)) {
-        await recordAudit(tx, { ...base, type: "webhook.ignored", outcome: "stale_revision", detail });
-        return { status: 200, body: { applied: false }, outcome: "ignored" };
+        return {
+          status: 200,
+          body: { applied: false },
+          outcome: "ignored",
+          audit: [{ ...base, type: "webhook.ignored", outcome: "stale_revision", detail }],
+        };
       }
       // A tombstone, so that an older `scheduled` event arriving later cannot resurrect the appointment.
-      await tx.cancellationTombstone.upsert({
-        where: { externalId },
-        create: { externalId, revision, cancelledAt: now },
-        update: { revision: newestRevision(tombstone?.revision, revision), cancelledAt: now },
-      });
-      await recordAudit(tx, { ...base, type: "webhook.ignored", outcome: "unknown_appointment", detail });
-      return { status: 200, body: { applied: false }, outcome: "tombstone" };
+      await tx.query(UPSERT_TOMBSTONE, [externalId, newestRevision(tombstone?.revision, revision), now]);
+      return {
+        status: 200,
+        body: { applied: false },
+        outcome: "tombstone",
+        audit: [{ ...base, type: "webhook.ignored", outcome: "unknown_appointment", detail }],
+      };
     }
 
     if (isStale(existing.revision, revision) || existing.status === "cancelled") {
-      const row =
-        existing.status === "cancelled" && !isStale(existing.revision, revision)
-          ? await tx.appointment.update({ where: { id: existing.id }, data: { revision: newestRevision(existing.revision, revision) } })
-          : existing;
-      await recordAudit(tx, {
-        ...base,
-        type: "webhook.ignored",
-        outcome: existing.status === "cancelled" ? "already_cancelled" : "stale_revision",
-        detail,
-      });
-      return { status: statusOf(row), body: { applied: false, appointment: appointmentView(row) }, outcome: "ignored" };
+      let row = existing;
+      if (existing.status === "cancelled" && !isStale(existing.revision, revision)) {
+        [row = existing] = await tx.query<AppointmentRow>(SET_REVISION, [
+          existing.id,
+          newestRevision(existing.revision, revision),
+          now,
+        ]);
+      }
+      return {
+        status: statusOf(row),
+        body: { applied: false, appointment: appointmentView(row) },
+        outcome: "ignored",
+        audit: [
+          {
+            ...base,
+            type: "webhook.ignored",
+            outcome: existing.status === "cancelled" ? "already_cancelled" : "stale_revision",
+            detail,
+          },
+        ],
+      };
     }
 
-    const count = await revokeLiveTokens(tx, { appointmentId: existing.id }, "cancelled", now);
-    const row = await tx.appointment.update({
-      where: { id: existing.id },
-      data: { status: "cancelled", cancelledAt: now, revision: newestRevision(existing.revision, revision) },
-    });
+    const revoked = await tx.query<{ id: string }>(REVOKE_APPOINTMENT_TOKENS, [existing.id, now, "cancelled", null]);
+    const [row] = await tx.query<AppointmentRow>(CANCEL_APPOINTMENT, [existing.id, now, newestRevision(existing.revision, revision)]);
+    if (!row) throw new Error("UPDATE … RETURNING returned no row");
     const audit: AuditEntry[] = [{ ...base, type: "webhook.applied", outcome: "cancelled", detail }];
-    if (count > 0) audit.push({ ...base, actor: "system", type: "token.revoked", outcome: "revoked", detail: { reason: "cancelled", count } });
-    await recordAudit(tx, audit);
-    return { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" };
+    if (revoked.length > 0) {
+      audit.push({ ...base, actor: "system", type: "token.revoked", outcome: "revoked", detail: { reason: "cancelled", count: revoked.length } });
+    }
+    return { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied", audit };
   }
 
   /** A session of a provider that makes them in-process (no network), inside the webhook's transaction. */
-  private async createSession(externalId: string, settings: PreparedSchedule["settings"], now: Date) {
+  private async createLocalSession(externalId: string, settings: PreparedSchedule["settings"], now: Date) {
     const provider = this.options.provider;
-    try {
-      const { sessionId } = await provider.createSession({ externalId, settings }, { deadline: Date.now() + this.options.sessionBudgetMs });
-      return {
-        fields: { sessionId, sessionStatus: "ready" as const, sessionAttempts: 1 },
-        audit: (id: string): AuditEntry => ({
-          externalId: id,
+    const { sessionId } = await provider.createSession(
+      { externalId, settings },
+      { deadline: Date.now() + this.options.sessionBudgetMs },
+    );
+    return {
+      sessionId,
+      status: "ready",
+      nextAttemptAt: null,
+      lastError: null,
+      claimedUntil: null,
+      audit: [
+        {
+          externalId,
           actor: "system",
           at: now,
-          type: "session.created",
+          type: "session.created" as const,
           outcome: "ready",
           detail: { provider: provider.name, sessionId },
-        }),
-      };
-    } catch (error) {
-      if (!(error instanceof ProviderUnavailableError)) throw error;
-      return {
-        fields: {
-          sessionId: null,
-          sessionStatus: "pending" as const,
-          sessionAttempts: 1,
-          sessionNextAttemptAt: new Date(now.getTime() + SESSION_RETRY_DELAY_MS),
-          sessionLastError: error.message,
         },
-        audit: (id: string): AuditEntry => ({
-          externalId: id,
-          actor: "system",
-          at: now,
-          type: "session.failed",
-          outcome: "pending",
-          detail: { provider: provider.name, reason: error.message },
-        }),
-      };
-    }
+      ],
+    };
   }
 
   /** API.md §2: the appointment's agent or customer, or a caller with scope appointments:read; 404 to anyone else. */
@@ -427,7 +468,9 @@ const statusOf = (row: Pick<Appointment, "sessionStatus">): 200 | 202 => (row.se
 /** response_status of a delivery whose answer is not known yet. */
 const IN_PROGRESS = 0;
 
-type ScheduleResult = Omit<WebhookOutcome, "replayed"> & { sessionToCreate?: Appointment };
+type ScheduleResult = Omit<WebhookOutcome, "replayed"> & { audit: AuditEntry[]; sessionToCreate?: Appointment };
+
+type SqlQuery = Pick<Sql, "query">;
 
 type WebhookStep =
   | { kind: "done"; outcome: WebhookOutcome }

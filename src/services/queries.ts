@@ -92,17 +92,144 @@ const INSERT_AUDIT = statement(
    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[])`,
 );
 
+/** Audit entries as the six column arrays that INSERT … SELECT FROM unnest(…) takes. */
+export const auditColumns = (entries: AuditEntry[], now: Date): unknown[] => [
+  entries.map((e) => e.externalId),
+  entries.map((e) => e.at ?? now),
+  entries.map((e) => e.type),
+  entries.map((e) => e.actor),
+  entries.map((e) => e.outcome),
+  entries.map((e) => JSON.stringify(e.detail ?? {})),
+];
+
 /** One statement for any number of entries. */
-export function auditInsert(entries: AuditEntry[], now: Date): [Statement, unknown[]] {
-  return [
-    INSERT_AUDIT,
-    [
-      entries.map((e) => e.externalId),
-      entries.map((e) => e.at ?? now),
-      entries.map((e) => e.type),
-      entries.map((e) => e.actor),
-      entries.map((e) => e.outcome),
-      entries.map((e) => JSON.stringify(e.detail ?? {})),
-    ],
-  ];
+export const auditInsert = (entries: AuditEntry[], now: Date): [Statement, unknown[]] => [
+  INSERT_AUDIT,
+  auditColumns(entries, now),
+];
+
+// --- Scheduling webhook -----------------------------------------------------
+
+/** Claims the webhook-id (a concurrent redelivery waits on this row) and takes the appointment's lock, in one round trip. */
+export const CLAIM_DELIVERY_AND_LOCK = statement(
+  "jw_claim_delivery_and_lock",
+  `WITH claim AS (
+     INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
+     VALUES ($1, $2, $3, 0, '{}'::jsonb)
+     ON CONFLICT (webhook_id) DO NOTHING
+     RETURNING webhook_id)
+   SELECT EXISTS (SELECT 1 FROM claim) AS claimed, pg_advisory_xact_lock(hashtextextended($4, 0))::text AS locked`,
+);
+
+export interface StoredDelivery {
+  responseStatus: number;
+  responseBody: unknown;
+  externalId: string | null;
 }
+
+export const STORED_DELIVERY = statement(
+  "jw_stored_delivery",
+  `SELECT response_status AS "responseStatus", response_body AS "responseBody", external_id AS "externalId"
+   FROM webhook_deliveries WHERE webhook_id = $1`,
+);
+
+/** The audit entries of a delivery and its stored answer, in one round trip. */
+export const FINISH_DELIVERY = statement(
+  "jw_finish_delivery",
+  `WITH audit AS (
+     INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
+     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[]))
+   UPDATE webhook_deliveries SET response_status = $8, response_body = $9::jsonb WHERE webhook_id = $7`,
+);
+
+export const TOMBSTONE = statement(
+  "jw_tombstone",
+  `SELECT revision FROM cancellation_tombstones WHERE external_id = $1`,
+);
+
+export const DELETE_TOMBSTONE = statement("jw_delete_tombstone", `DELETE FROM cancellation_tombstones WHERE external_id = $1`);
+
+export const UPSERT_TOMBSTONE = statement(
+  "jw_upsert_tombstone",
+  `INSERT INTO cancellation_tombstones (external_id, revision, cancelled_at) VALUES ($1, $2, $3)
+   ON CONFLICT (external_id) DO UPDATE SET revision = EXCLUDED.revision, cancelled_at = EXCLUDED.cancelled_at`,
+);
+
+const SCHEDULE_COLUMNS = `status, revision, starts_at, ends_at, time_zone, agent_id, agent_name, customer_id, customer_name,
+  max_participants, waiting_room, recording, agent_opens_at, customer_opens_at, closes_at, cancelled_at, updated_at`;
+
+/** $1..$17 in SCHEDULE_COLUMNS order (see scheduleValues). */
+export const INSERT_APPOINTMENT = statement(
+  "jw_insert_appointment",
+  `INSERT INTO appointments (${SCHEDULE_COLUMNS}, id, external_id, provider, session_id, session_status, session_attempts,
+     session_next_attempt_at, session_last_error, session_claimed_until, access_blocked, created_at)
+   VALUES ($1::"AppointmentStatus", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+     $18, $19, $20, $21, $22::"SessionStatus", $23, $24, $25, $26, false, $17)
+   RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
+export const REPLACE_APPOINTMENT = statement(
+  "jw_replace_appointment",
+  `UPDATE appointments SET (${SCHEDULE_COLUMNS}) =
+     ($1::"AppointmentStatus", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+   WHERE id = $18
+   RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
+export const CANCEL_APPOINTMENT = statement(
+  "jw_cancel_appointment",
+  `UPDATE appointments SET status = 'cancelled', cancelled_at = $2, revision = $3, updated_at = $2
+   WHERE id = $1 RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
+export const SET_REVISION = statement(
+  "jw_set_revision",
+  `UPDATE appointments SET revision = $2, updated_at = $3 WHERE id = $1 RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
+/** Live tokens of an appointment, of one user ($4) or of everyone ($4 null). */
+export const REVOKE_APPOINTMENT_TOKENS = statement(
+  "jw_revoke_appointment_tokens",
+  `UPDATE join_tokens SET revoked_at = $2, revocation_reason = $3::"RevocationReason"
+   WHERE appointment_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ($4::text IS NULL OR user_id = $4)
+   RETURNING id`,
+);
+
+export interface ScheduleFields {
+  status: "scheduled";
+  revision: number | null;
+  startsAt: Date;
+  endsAt: Date;
+  timeZone: string | null;
+  agentId: string;
+  agentName: string | null;
+  customerId: string;
+  customerName: string | null;
+  maxParticipants: number;
+  waitingRoom: boolean;
+  recording: boolean;
+  agentOpensAt: Date;
+  customerOpensAt: Date;
+  closesAt: Date;
+  cancelledAt: null;
+}
+
+export const scheduleValues = (f: ScheduleFields, now: Date): unknown[] => [
+  f.status,
+  f.revision,
+  f.startsAt,
+  f.endsAt,
+  f.timeZone,
+  f.agentId,
+  f.agentName,
+  f.customerId,
+  f.customerName,
+  f.maxParticipants,
+  f.waitingRoom,
+  f.recording,
+  f.agentOpensAt,
+  f.customerOpensAt,
+  f.closesAt,
+  f.cancelledAt,
+  now,
+];
