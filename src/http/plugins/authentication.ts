@@ -332,6 +332,10 @@ export default fp(
         ...(config.authJwtAudience !== undefined ? ["aud"] : []),
       ],
       clockTolerance: CLOCK_TOLERANCE_MS,
+      // A gateway or desktop sends the same JWT on every call: remember verified tokens (LRU, at most
+      // 5 minutes, never past their own exp). Failures are not cached, so a fixed key is picked up at once.
+      cache: 1000,
+      cacheTTL: 5 * 60_000,
       ...(config.authJwtIssuer !== undefined && { allowedIss: config.authJwtIssuer }),
       ...(config.authJwtAudience !== undefined && { allowedAud: config.authJwtAudience }),
       // authenticate() has already parsed the header (with its own, stricter rules).
