@@ -1,5 +1,6 @@
 // The process: configuration, secrets, database, migrations, listen, and a
 // graceful stop. Everything about HTTP lives in app.ts.
+import { setFlagsFromString } from "node:v8";
 import closeWithGrace from "close-with-grace";
 import { buildApp, createLogger } from "./app.js";
 import { type Config, ConfigError, loadConfig, missingProductionSecrets } from "./config.js";
@@ -27,7 +28,7 @@ async function main() {
   let config = readConfig();
   const logger = createLogger(config);
 
-  const providerProblems = providerConfigProblems(config);
+  const providerProblems = await providerConfigProblems(config);
   if (providerProblems.length > 0) stop(providerProblems);
 
   if (config.nodeEnv === "production") {
@@ -44,6 +45,12 @@ async function main() {
     }
   }
 
+  if (config.databaseUrl) {
+    // Prisma's query compiler is WebAssembly. Its optimising tier costs about 50 MB of code memory, for
+    // queries that are off the hot paths (those run plain SQL, src/db/sql.ts); V8's baseline compiler is
+    // enough. Not with PGlite: there the WebAssembly is the database itself. Set before any module is compiled.
+    setFlagsFromString("--liftoff-only");
+  }
   const db = await openDatabase(config, (error) =>
     logger.warn({ reason: error.message }, "idle database connection lost"),
   );

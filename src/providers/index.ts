@@ -4,8 +4,6 @@ import { MAX_APPOINTMENT_MS } from "../domain/appointment-times.js";
 import { maxTokenLifetimeMs } from "../domain/join-window.js";
 import { SigningKeyStore } from "../services/signing-keys.js";
 import { LocalVideoProvider } from "./local.js";
-import { createGenesysProvider, genesysConfigProblems } from "./genesys.js";
-import { createVonageProvider, loadVonagePrivateKey, vonageConfigProblems } from "./vonage.js";
 import type { ProviderCallObserver, VideoProvider } from "./video-provider.js";
 
 export interface ProviderSetup {
@@ -16,13 +14,15 @@ export interface ProviderSetup {
   start: () => Promise<() => void>;
 }
 
+// The remote adapters (axios, the Vonage SDK) are loaded only when configured: tens of MB otherwise unused.
+
 /** Each adapter's own variables, checked at boot: one line per problem. */
-export function providerConfigProblems(config: Config): string[] {
+export async function providerConfigProblems(config: Config): Promise<string[]> {
   switch (config.videoProvider) {
     case "vonage":
-      return vonageConfigProblems(config);
+      return (await import("./vonage.js")).vonageConfigProblems(config);
     case "genesys":
-      return genesysConfigProblems(config);
+      return (await import("./genesys.js")).genesysConfigProblems(config);
     case "local":
       return [];
   }
@@ -54,7 +54,8 @@ export async function createVideoProvider(
         start: () => keys.keepFresh(),
       };
     }
-    case "vonage":
+    case "vonage": {
+      const { createVonageProvider, loadVonagePrivateKey } = await import("./vonage.js");
       return {
         provider: createVonageProvider({
           applicationId: config.vonageApplicationId ?? "",
@@ -67,7 +68,9 @@ export async function createVideoProvider(
         jwks: noKeys,
         start: NOTHING_TO_RUN,
       };
-    case "genesys":
+    }
+    case "genesys": {
+      const { createGenesysProvider } = await import("./genesys.js");
       return {
         provider: createGenesysProvider({
           loginBase: config.genesysLoginBase ?? "",
@@ -81,5 +84,6 @@ export async function createVideoProvider(
         jwks: noKeys,
         start: NOTHING_TO_RUN,
       };
+    }
   }
 }
