@@ -1,0 +1,349 @@
+// npm run bench [-- --quick] — see bench/README.md.
+//
+// Progress goes to stderr; stdout holds the table and, on its last line, the
+// JSON result (also written to bench/results/latest.json).
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { adminUrl, checkpoint, createDatabase, Dataset, dropAllCreated, dropDatabase, tableCounts } from "./lib/db.mjs";
+import { repoRoot, startBaseline, startService, stopAll } from "./lib/processes.mjs";
+import { NoiseMeter, waitForQuiet } from "./lib/noise.mjs";
+import { formatReport, median, round, summariseLegs, TARGETS } from "./lib/report.mjs";
+import { CONNECTIONS, Jwts, makeSecrets, Picker, runLeg, sanityCheck } from "./lib/scenarios.mjs";
+
+const SCENARIOS = ["introspect", "join", "webhook"];
+const GROWTH_SCENARIOS = ["introspect", "join"];
+
+function parseArgs(argv) {
+  const options = { quick: false, growth: undefined, rounds: undefined, legSeconds: undefined, only: SCENARIOS, appointments: 10_000 };
+  for (const arg of argv) {
+    const [key, value] = arg.split("=");
+    if (key === "--quick") options.quick = true;
+    else if (key === "--no-growth") options.growth = false;
+    else if (key === "--growth") options.growth = true;
+    else if (key === "--rounds") options.rounds = Number(value);
+    else if (key === "--duration") options.legSeconds = Number(value);
+    else if (key === "--only") options.only = value.split(",");
+    else if (key === "--appointments") options.appointments = Number(value);
+    else if (key === "--growth-sizes") options.growthSizes = value.split(",").map(Number);
+    else {
+      console.error(
+        `unknown option ${arg}\nusage: npm run bench -- [--quick] [--no-growth|--growth] [--rounds=N] [--duration=S] [--only=introspect,join,webhook] [--appointments=N] [--growth-sizes=10000,100000,1000000]`,
+      );
+      process.exit(2);
+    }
+  }
+  options.rounds ??= options.quick ? 3 : 5;
+  options.legSeconds ??= options.quick ? 4 : 6;
+  // Not measured. The service's JIT needs several seconds per scenario before its cost per request settles.
+  options.warmSeconds = { service: options.quick ? 3 : 5, baseline: options.quick ? 1 : 2 };
+  options.growth ??= !options.quick;
+  options.growthSizes ??= [10_000, 100_000, 1_000_000];
+  options.growthRounds = 3;
+  options.growthLegSeconds = 4;
+  // Other sessions share this machine: before each round the bench waits (at most this long over the whole run) for it to be quiet.
+  options.quietBudget = { ms: options.quick ? 5_000 : 45_000 };
+  return options;
+}
+
+const options = parseArgs(process.argv.slice(2));
+const log = (line) => process.stderr.write(`bench: ${line}\n`);
+const workDir = mkdtempSync(path.join(os.tmpdir(), "jw-bench-"));
+const resultsDir = path.join(repoRoot, "bench", "results");
+
+let cleaning;
+function cleanup() {
+  cleaning ??= (async () => {
+    stopAll("SIGKILL");
+    await dropAllCreated();
+    rmSync(workDir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, async () => {
+    log(`${signal}: stopping the processes and dropping the bench databases`);
+    await cleanup();
+    process.exit(130);
+  });
+}
+
+/** Which code was measured: the commit and whether src/ had uncommitted changes. */
+function codeVersion() {
+  try {
+    const git = (...args) => execFileSync("git", args, { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const commit = git("rev-parse", "--short", "HEAD");
+    const dirty = git("status", "--porcelain", "--", "src", "prisma").length > 0;
+    return `${commit}${dirty ? " + uncommitted changes in src/" : ""}`;
+  } catch {
+    return "unknown";
+  }
+}
+
+async function machineInfo() {
+  let postgres = "postgres ?";
+  try {
+    const client = new pg.Client({ connectionString: adminUrl() });
+    await client.connect();
+    postgres = `PostgreSQL ${(await client.query("SHOW server_version")).rows[0].server_version}`;
+    await client.end();
+  } catch {
+    // reported as unknown
+  }
+  return { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model?.trim() ?? "?", memGb: round(os.totalmem() / 2 ** 30, 1), node: process.version, postgres };
+}
+
+let waitedForQuietMs = 0;
+
+/** Share of all CPUs busy over one second (from /proc/stat), so that a run on a busy machine can be recognised. */
+async function machineBusyPct() {
+  const read = () => {
+    const [, ...fields] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).map(Number);
+    const idle = fields[3] + (fields[4] ?? 0);
+    return { idle, total: fields.reduce((a, b) => a + b, 0) };
+  };
+  try {
+    const a = read();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const b = read();
+    return round(100 * (1 - (b.idle - a.idle) / (b.total - a.total)), 0);
+  } catch {
+    return null;
+  }
+}
+
+/** Service and baseline alternately (ABBA…), same duration, `rounds` times, after a warm-up of each. */
+async function compare(scenario, service, baseline, context, { rounds = options.rounds, legSeconds = options.legSeconds, label = scenario } = {}) {
+  await checkpoint(context.databaseUrl);
+  await sanityCheck(service.url, scenario, context);
+  await sanityCheck(baseline.url, scenario, context);
+  for (const target of [service, baseline]) await runLeg(target.url, scenario, context, options.warmSeconds[target.name]);
+  service.drainLog();
+  baseline.drainLog();
+  const legs = { service: [], baseline: [] };
+  const serviceLog = { bytes: 0, serverErrors: 0, errorLines: 0, samples: [] };
+  for (let r = 0; r < rounds; r++) {
+    const waited = await waitForQuiet(options.quietBudget, {
+      onWait: (pct) => log(`the machine is ${pct}% busy with other work; waiting for it to calm down (budget left ${(options.quietBudget.ms / 1000).toFixed(0)} s)`),
+    });
+    waitedForQuietMs += waited;
+    const order = r % 2 === 0 ? [service, baseline] : [baseline, service];
+    for (const target of order) {
+      const cpuBefore = target.cpuMs();
+      await context.noise.start([service.pid, baseline.pid]);
+      const leg = await runLeg(target.url, scenario, context, legSeconds);
+      leg.foreignCpuPct = await context.noise.stop();
+      leg.cpuMsPerRequest = leg.requests ? round((target.cpuMs() - cpuBefore) / leg.requests, 3) : null;
+      const scanned = target.drainLog();
+      if (target === service) {
+        serviceLog.bytes += scanned.bytes;
+        serviceLog.serverErrors += scanned.serverErrors;
+        serviceLog.errorLines += scanned.errorLines;
+        serviceLog.samples.push(...scanned.samples.slice(0, 5 - serviceLog.samples.length));
+        leg.logBytesPerRequest = leg.requests ? round(scanned.bytes / leg.requests, 0) : null;
+      }
+      leg.rssMb = round(target.rss.lastMb, 1);
+      legs[target.name].push(leg);
+    }
+    const s = legs.service.at(-1);
+    const b = legs.baseline.at(-1);
+    log(
+      `${label} round ${r + 1}/${rounds}: service ${s.rps.toFixed(0)} req/s p99 ${s.p99Ms} ms (${s.errors} errors), ` +
+        `baseline ${b.rps.toFixed(0)} req/s p99 ${b.p99Ms} ms (${b.errors} errors), ratio ${(s.rps / b.rps).toFixed(2)}, ` +
+        `service RSS ${service.rss.lastMb.toFixed(0)} MB, other work on the machine ${s.foreignCpuPct}% / ${b.foreignCpuPct}%`,
+    );
+  }
+  return { legs, serviceLog };
+}
+
+async function mainPhase(details) {
+  const db = await createDatabase();
+  log(`database ${db.name}`);
+  const secrets = makeSecrets();
+  const service = await startService({ databaseUrl: db.url, secrets, logFile: path.join(workDir, "service.log") });
+  log(`service up at ${service.url} (pid ${service.pid}, boot incl. migrations ${service.bootMs} ms)`);
+  const now = Date.now();
+  const dataset = new Dataset({ startsAt: new Date(now), endsAt: new Date(now + 2 * 3600_000) });
+  const loadS = await dataset.growTo(db.url, options.appointments);
+  log(`preloaded ${options.appointments} appointments and ${options.appointments} live tokens in ${loadS.toFixed(1)} s`);
+  const baseline = await startBaseline({ databaseUrl: db.url, secrets, logFile: path.join(workDir, "baseline.log") });
+  log(`baseline up at ${baseline.url} (pid ${baseline.pid})`);
+  service.drainLog();
+  service.rss.sample();
+  details.serviceRssBeforeLoadMb = round(service.rss.lastMb, 1);
+
+  const jwts = new Jwts(secrets.authJwtSecret);
+  for (let i = 0; i < dataset.size; i++) {
+    jwts.for(dataset.agentId(i));
+    jwts.for(dataset.customerId(i));
+  }
+  const context = { dataset, picker: new Picker(dataset), jwts, secrets, databaseUrl: db.url, noise: new NoiseMeter(db.url, db.name) };
+
+  const results = {};
+  try {
+    for (const scenario of options.only) results[scenario] = await compare(scenario, service, baseline, context);
+    details.counts = await tableCounts(db.url);
+  } finally {
+    await baseline.stop();
+    const code = await service.stop();
+    const tail = service.drainLog();
+    if (code !== 0) log(`service exited with ${code} on SIGTERM`);
+    details.serviceExit = { code, ...tail };
+    await dropDatabase(db.name);
+  }
+  details.preloadSeconds = round(loadS, 1);
+  details.baselineRssMaxMb = round(baseline.rss.maxMb, 1);
+  details.serviceBootMs = service.bootMs;
+  return { results, rssMaxMb: service.rss.maxMb };
+}
+
+async function growthPhase() {
+  const db = await createDatabase();
+  log(`growth: database ${db.name}`);
+  const secrets = makeSecrets();
+  const service = await startService({ databaseUrl: db.url, secrets, logFile: path.join(workDir, "service-growth.log") });
+  const baseline = await startBaseline({ databaseUrl: db.url, secrets, logFile: path.join(workDir, "baseline-growth.log") });
+  const now = Date.now();
+  const dataset = new Dataset({ startsAt: new Date(now), endsAt: new Date(now + 2 * 3600_000) });
+  const context = {
+    dataset,
+    picker: new Picker(dataset),
+    jwts: new Jwts(secrets.authJwtSecret),
+    secrets,
+    databaseUrl: db.url,
+    noise: new NoiseMeter(db.url, db.name),
+  };
+  const growth = {
+    sizes: options.growthSizes,
+    rounds: options.growthRounds,
+    legSeconds: options.growthLegSeconds,
+    loadSeconds: {},
+    introspect: {},
+    join: {},
+    p99Factor: {},
+    baselineP99Factor: {},
+    rssMaxMb: 0,
+  };
+  try {
+    for (const size of options.growthSizes) {
+      const loadS = await dataset.growTo(db.url, size, {
+        onProgress: (n) => process.stderr.write(`\rbench: growth: loading… ${n} rows`),
+      });
+      process.stderr.write("\n");
+      growth.loadSeconds[size] = round(loadS, 1);
+      log(`growth: ${size} appointments and tokens (loaded in ${loadS.toFixed(1)} s)`);
+      for (const scenario of GROWTH_SCENARIOS) {
+        const { legs, serviceLog } = await compare(scenario, service, baseline, context, {
+          rounds: options.growthRounds,
+          legSeconds: options.growthLegSeconds,
+          label: `growth ${size} ${scenario}`,
+        });
+        const s = summariseLegs(legs.service);
+        const b = summariseLegs(legs.baseline);
+        growth[scenario][size] = {
+          rps: s.rps,
+          p50Ms: s.p50Ms,
+          p99Ms: s.p99Ms,
+          errors: s.errors,
+          serverErrors: serviceLog.serverErrors,
+          baselineRps: b.rps,
+          baselineP50Ms: b.p50Ms,
+          baselineP99Ms: b.p99Ms,
+          foreignCpuPct: round(median([...legs.service, ...legs.baseline].map((l) => l.foreignCpuPct)), 1),
+        };
+      }
+    }
+  } finally {
+    await baseline.stop();
+    await service.stop();
+    await dropDatabase(db.name);
+  }
+  const first = options.growthSizes[0];
+  const last = options.growthSizes.at(-1);
+  const factor = (a, b) => (a && b ? round(b / a) : null);
+  for (const scenario of GROWTH_SCENARIOS) {
+    growth.p99Factor[scenario] = factor(growth[scenario][first]?.p99Ms, growth[scenario][last]?.p99Ms);
+    growth.baselineP99Factor[scenario] = factor(growth[scenario][first]?.baselineP99Ms, growth[scenario][last]?.baselineP99Ms);
+  }
+  growth.rssMaxMb = round(service.rss.maxMb, 1);
+  return growth;
+}
+
+async function main() {
+  const started = Date.now();
+  const details = {
+    date: new Date().toISOString(),
+    mode: options.quick ? "--quick" : "full",
+    code: codeVersion(),
+    rounds: options.rounds,
+    legSeconds: options.legSeconds,
+    warmSeconds: options.warmSeconds,
+    connections: CONNECTIONS,
+    appointments: options.appointments,
+    machine: await machineInfo(),
+    targets: TARGETS,
+    scenarios: {},
+  };
+
+  details.machineBusyPctBeforeStart = await machineBusyPct();
+  if (details.machineBusyPctBeforeStart > 20) {
+    log(`note: the machine was ${details.machineBusyPctBeforeStart}% busy before the run started; other work here skews every number`);
+  }
+  const main = await mainPhase(details);
+  const scenarios = {};
+  for (const [name, { legs, serviceLog }] of Object.entries(main.results)) {
+    const s = summariseLegs(legs.service);
+    const b = summariseLegs(legs.baseline);
+    scenarios[name] = {
+      rps: s.rps,
+      p50Ms: s.p50Ms,
+      p99Ms: s.p99Ms,
+      errors: s.errors,
+      baselineRps: b.rps,
+      ratio: s.rps && b.rps ? round(s.rps / b.rps) : null,
+    };
+    details.scenarios[name] = {
+      maxMs: s.maxMs,
+      cpuMsPerRequest: round(median(legs.service.map((l) => l.cpuMsPerRequest)), 3),
+      // Share of the CPUs busy with work other than this benchmark during the legs (median, max).
+      foreignCpuPct: {
+        median: round(median([...legs.service, ...legs.baseline].map((l) => l.foreignCpuPct)), 1),
+        max: Math.max(...[...legs.service, ...legs.baseline].map((l) => l.foreignCpuPct)),
+      },
+      statusCodes: s.statusCodes,
+      requests: s.requests,
+      // The ratio of medians above, and the median of each round's ratio (a check on drift).
+      medianRoundRatio: round(median(legs.service.map((l, i) => l.rps / legs.baseline[i].rps))),
+      serviceLog,
+      baseline: b,
+      legs,
+    };
+  }
+
+  let growth = { skipped: true };
+  let rssMaxMb = main.rssMaxMb;
+  if (options.growth) {
+    growth = await growthPhase();
+    rssMaxMb = Math.max(rssMaxMb, growth.rssMaxMb);
+  }
+  details.totalSeconds = round((Date.now() - started) / 1000, 1);
+  details.waitedForQuietSeconds = round(waitedForQuietMs / 1000, 1);
+
+  const report = { scenarios, rssMaxMb: round(rssMaxMb, 1), growth };
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(path.join(resultsDir, "latest.json"), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(path.join(resultsDir, "latest-details.json"), `${JSON.stringify(details, null, 2)}\n`);
+  log(`done in ${details.totalSeconds} s; per-leg numbers in bench/results/latest-details.json`);
+  process.stdout.write(`${formatReport(report, details)}\n\n${JSON.stringify(report)}\n`);
+}
+
+try {
+  await main();
+  await cleanup();
+} catch (error) {
+  log(`failed: ${error.stack ?? error.message}`);
+  await cleanup();
+  process.exit(1);
+}
