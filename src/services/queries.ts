@@ -102,11 +102,22 @@ export const auditColumns = (entries: AuditEntry[], now: Date): unknown[] => [
   entries.map((e) => JSON.stringify(e.detail ?? {})),
 ];
 
-/** One statement for any number of entries. */
-export const auditInsert = (entries: AuditEntry[], now: Date): [Statement, unknown[]] => [
-  INSERT_AUDIT,
-  auditColumns(entries, now),
-];
+const INSERT_ONE_AUDIT = statement(
+  "jw_insert_one_audit",
+  `INSERT INTO audit_events (external_id, at, type, actor, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)`,
+);
+
+/** One statement for any number of entries (a plain VALUES for one: introspection writes one per call). */
+export function auditInsert(entries: AuditEntry[], now: Date): [Statement, unknown[]] {
+  const [only] = entries;
+  if (entries.length === 1 && only) {
+    return [
+      INSERT_ONE_AUDIT,
+      [only.externalId, only.at ?? now, only.type, only.actor, only.outcome, JSON.stringify(only.detail ?? {})],
+    ];
+  }
+  return [INSERT_AUDIT, auditColumns(entries, now)];
+}
 
 // --- Scheduling webhook -----------------------------------------------------
 
