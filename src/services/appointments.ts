@@ -14,7 +14,8 @@ import {
   CLAIM_DELIVERY_AND_LOCK,
   DELETE_TOMBSTONE,
   FINISH_DELIVERY,
-  INSERT_APPOINTMENT,
+  INSERT_APPOINTMENT_AND_FINISH,
+  insertValues,
   REPLACE_APPOINTMENT,
   REVOKE_APPOINTMENT_TOKENS,
   type ScheduleFields,
@@ -124,12 +125,12 @@ export class AppointmentService {
       // The answer of a remote session creation is only known after this commit;
       // until then a redelivery waits for it (see awaitAnswer).
       const stored = result.sessionToCreate ? { status: IN_PROGRESS, body: { applied: true } } : result;
-      await tx.query(FINISH_DELIVERY, [
-        ...auditColumns(result.audit, now),
-        webhookId,
-        stored.status,
-        JSON.stringify(stored.body),
-      ]);
+      const finish = [...auditColumns(result.audit, now), webhookId, stored.status, JSON.stringify(stored.body)];
+      if (result.insert) {
+        await tx.query(INSERT_APPOINTMENT_AND_FINISH, [...insertValues(result.insert, now), ...finish]);
+      } else {
+        await tx.query(FINISH_DELIVERY, finish);
+      }
       return result.sessionToCreate
         ? { kind: "create_session", appointment: result.sessionToCreate }
         : { kind: "done", outcome: { status: result.status, body: result.body, outcome: result.outcome, replayed: false } };
@@ -253,28 +254,31 @@ export class AppointmentService {
       const session = provider.remote.sessions
         ? {
             sessionId: null,
-            status: "pending",
+            status: "pending" as const,
             nextAttemptAt: now,
             lastError: null,
             claimedUntil: new Date(now.getTime() + this.options.sessionLeaseMs),
             audit: [] as AuditEntry[],
           }
         : await this.createLocalSession(externalId, prepared.settings, now);
-      const [row] = await tx.query<AppointmentRow>(INSERT_APPOINTMENT, [
-        ...scheduleValues(fields, now),
-        randomUUID(),
+      const row: AppointmentRow = {
+        ...fields,
+        id: randomUUID(),
         externalId,
-        provider.name,
-        session.sessionId,
-        session.status,
-        provider.remote.sessions ? 0 : 1,
-        session.nextAttemptAt,
-        session.lastError,
-        session.claimedUntil,
-      ]);
-      if (!row) throw new Error("INSERT … RETURNING returned no row");
+        provider: provider.name,
+        sessionId: session.sessionId,
+        sessionStatus: session.status,
+        sessionAttempts: provider.remote.sessions ? 0 : 1,
+        sessionNextAttemptAt: session.nextAttemptAt,
+        sessionLastError: session.lastError,
+        sessionClaimedUntil: session.claimedUntil,
+        accessBlocked: false,
+        createdAt: now,
+        updatedAt: now,
+      };
       const audit = [{ ...base, type: "webhook.applied" as const, outcome: "created", detail: applied }, ...session.audit];
-      const answer = { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" as const, audit };
+      // Written by applyWebhook together with the audit entries and the stored answer: one round trip.
+      const answer = { status: statusOf(row), body: { applied: true, appointment: appointmentView(row) }, outcome: "applied" as const, audit, insert: row };
       return provider.remote.sessions ? { ...answer, sessionToCreate: row } : answer;
     }
 
@@ -379,7 +383,7 @@ export class AppointmentService {
     );
     return {
       sessionId,
-      status: "ready",
+      status: "ready" as const,
       nextAttemptAt: null,
       lastError: null,
       claimedUntil: null,
@@ -468,7 +472,12 @@ const statusOf = (row: Pick<Appointment, "sessionStatus">): 200 | 202 => (row.se
 /** response_status of a delivery whose answer is not known yet. */
 const IN_PROGRESS = 0;
 
-type ScheduleResult = Omit<WebhookOutcome, "replayed"> & { audit: AuditEntry[]; sessionToCreate?: Appointment };
+type ScheduleResult = Omit<WebhookOutcome, "replayed"> & {
+  audit: AuditEntry[];
+  /** A new appointment, inserted with the audit entries and the stored answer. */
+  insert?: AppointmentRow;
+  sessionToCreate?: Appointment;
+};
 
 type SqlQuery = Pick<Sql, "query">;
 

@@ -169,15 +169,39 @@ export const UPSERT_TOMBSTONE = statement(
 const SCHEDULE_COLUMNS = `status, revision, starts_at, ends_at, time_zone, agent_id, agent_name, customer_id, customer_name,
   max_participants, waiting_room, recording, agent_opens_at, customer_opens_at, closes_at, cancelled_at, updated_at`;
 
-/** $1..$17 in SCHEDULE_COLUMNS order (see scheduleValues). */
-export const INSERT_APPOINTMENT = statement(
-  "jw_insert_appointment",
-  `INSERT INTO appointments (${SCHEDULE_COLUMNS}, id, external_id, provider, session_id, session_status, session_attempts,
-     session_next_attempt_at, session_last_error, session_claimed_until, access_blocked, created_at)
-   VALUES ($1::"AppointmentStatus", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-     $18, $19, $20, $21, $22::"SessionStatus", $23, $24, $25, $26, false, $17)
-   RETURNING ${APPOINTMENT_COLUMNS}`,
+/**
+ * A new appointment ($1..$26, see insertValues), its audit entries ($27..$32,
+ * see auditColumns) and the delivery's stored answer ($33 webhook id, $34
+ * status, $35 body): the last write of a webhook, in one round trip.
+ */
+export const INSERT_APPOINTMENT_AND_FINISH = statement(
+  "jw_insert_appointment_and_finish",
+  `WITH appointment AS (
+     INSERT INTO appointments (${SCHEDULE_COLUMNS}, id, external_id, provider, session_id, session_status, session_attempts,
+       session_next_attempt_at, session_last_error, session_claimed_until, access_blocked, created_at)
+     VALUES ($1::"AppointmentStatus", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+       $18, $19, $20, $21, $22::"SessionStatus", $23, $24, $25, $26, false, $17)),
+   audit AS (
+     INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
+     SELECT * FROM unnest($27::text[], $28::timestamptz[], $29::text[], $30::text[], $31::text[], $32::jsonb[]))
+   UPDATE webhook_deliveries SET response_status = $34, response_body = $35::jsonb WHERE webhook_id = $33`,
 );
+
+export const insertValues = (row: AppointmentRow, now: Date): unknown[] => [
+  ...scheduleValues(
+    { ...row, status: "scheduled", cancelledAt: null },
+    now,
+  ),
+  row.id,
+  row.externalId,
+  row.provider,
+  row.sessionId,
+  row.sessionStatus,
+  row.sessionAttempts,
+  row.sessionNextAttemptAt,
+  row.sessionLastError,
+  row.sessionClaimedUntil,
+];
 
 export const REPLACE_APPOINTMENT = statement(
   "jw_replace_appointment",
