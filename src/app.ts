@@ -43,11 +43,11 @@ export interface AppOptions {
 /**
  * API.md §8: a webhook is answered within 10 s, a join token within 15 s.
  * Provider calls get a budget inside those bounds; transactions never wait
- * on a provider, so theirs only guard against a stalled database.
+ * on a provider (a stalled database is bounded by the pool's acquire and
+ * query timeouts).
  */
 const WEBHOOK_SESSION_BUDGET_MS = 7_000;
 const JOIN_BUDGET_MS = 12_000;
-const TRANSACTION_TIMEOUT_MS = 8_000;
 /** A claim on a pending session outlives any single attempt (timeouts × retries fit in the budgets above). */
 const SESSION_LEASE_MS = 20_000;
 const RECONCILE_BUDGET_MS = 10_000;
@@ -189,7 +189,6 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
     app.domainMetrics.providerCallSeconds.observe({ provider: call.provider, operation: call.operation }, call.durationMs / 1000);
   });
   app.domainMetrics.watchPendingSessions(() => prisma.appointment.count({ where: { sessionStatus: "pending" } }));
-  const acquireTimeoutMs = config.databaseAcquireTimeoutMs;
   const sessions = new SessionService({
     prisma,
     provider,
@@ -206,8 +205,6 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
     sessionLeaseMs: SESSION_LEASE_MS,
     policy: config,
     now,
-    transactionTimeoutMs: TRANSACTION_TIMEOUT_MS,
-    acquireTimeoutMs,
   });
   const joinTokens = new JoinTokenService({ sql: db.sql, provider, sessions, now, budgetMs: JOIN_BUDGET_MS });
   let stopProvider: (() => void) | undefined;

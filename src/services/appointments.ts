@@ -1,15 +1,21 @@
+import { randomUUID } from "node:crypto";
+import type { PrismaClient } from "../db/database.js";
+import type { Sql } from "../db/sql.js";
 import { canonicalTimeZone, resolveAppointmentTimes } from "../domain/appointment-times.js";
 import { type JoinPolicy, joinWindowFor } from "../domain/join-window.js";
 import { invalidRequest, notFound } from "../errors.js";
 import type { Appointment, Prisma } from "../generated/prisma/client.js";
 import type { AppointmentView, WebhookEvent } from "../http/schemas/appointments.js";
 import type { VideoProvider } from "../providers/video-provider.js";
-import { type AuditEntry, type AuditPage, type Db, readAudit, recordAudit } from "./audit.js";
+import { type AuditEntry, type AuditPage, readAudit } from "./audit.js";
 import { appointmentView } from "./appointment-view.js";
 import {
   APPOINTMENT_FOR_UPDATE,
   type AppointmentRow,
   auditColumns,
+  auditInsert,
+  LOCK_KEY,
+  SET_ACCESS_BLOCKED,
   CANCEL_APPOINTMENT,
   CLAIM_DELIVERY_AND_LOCK,
   DELETE_TOMBSTONE,
@@ -27,21 +33,18 @@ import {
   UPSERT_TOMBSTONE,
 } from "./queries.js";
 import type { SessionService } from "./sessions.js";
-import { lockKey, revokeLiveTokens } from "./tokens-store.js";
 
 /**
- * Serialises every change of one appointment: the advisory lock covers an
- * externalId that has no row yet (creation, tombstones), the row lock is the
- * one a join-token transaction holds, so a revocation cannot miss a token
- * being issued at the same moment.
+ * Serialises every change of one appointment and returns it: the advisory
+ * lock covers an externalId that has no row yet (creation, tombstones), the
+ * row lock is the one a join-token transaction holds, so a revocation cannot
+ * miss a token being issued at the same moment.
  */
-async function lockAppointment(tx: Db, externalId: string): Promise<void> {
-  await lockKey(tx, `appointment:${externalId}`);
-  await tx.$queryRaw`SELECT id FROM appointments WHERE external_id = ${externalId} FOR UPDATE`;
+async function lockAppointment(tx: SqlQuery, externalId: string): Promise<AppointmentRow | undefined> {
+  await tx.query(LOCK_KEY, [`appointment:${externalId}`]);
+  const [row] = await tx.query<AppointmentRow>(APPOINTMENT_FOR_UPDATE, [externalId]);
+  return row;
 }
-import { randomUUID } from "node:crypto";
-import type { PrismaClient } from "../db/database.js";
-import type { Sql } from "../db/sql.js";
 
 export interface AppointmentServiceOptions {
   prisma: PrismaClient;
@@ -54,10 +57,6 @@ export interface AppointmentServiceOptions {
   sessionLeaseMs: number;
   policy: JoinPolicy;
   now: () => Date;
-  /** Longest a webhook's transaction may run (API.md: a webhook is answered within 10 s). */
-  transactionTimeoutMs: number;
-  /** How long to wait for a pooled connection before giving up (503 not_ready). */
-  acquireTimeoutMs: number;
 }
 
 export interface WebhookOutcome {
@@ -415,45 +414,34 @@ export class AppointmentService {
     request: { reason?: string; block?: boolean },
     actor: string,
   ): Promise<{ revoked: number; appointment: AppointmentView }> {
-    return this.prisma.$transaction(
-      async (tx) => {
-        await lockAppointment(tx, externalId);
-        const existing = await tx.appointment.findUnique({ where: { externalId } });
-        if (!existing) throw notFound("No such appointment.");
-        const now = this.options.now();
-        const block = request.block === true;
-        const revoked = await revokeLiveTokens(tx, { appointmentId: existing.id }, block ? "blocked" : "operator", now);
-        const row = block
-          ? await tx.appointment.update({ where: { id: existing.id }, data: { accessBlocked: true } })
-          : existing;
-        const detail = { reason: request.reason ?? null, revocationReason: block ? "blocked" : "operator", count: revoked };
-        const audit: AuditEntry[] = [{ externalId, actor, at: now, type: "token.revoked", outcome: "revoked", detail }];
-        if (block) audit.push({ externalId, actor, at: now, type: "appointment.blocked", outcome: "blocked", detail: { reason: request.reason ?? null } });
-        await recordAudit(tx, audit);
-        return { revoked, appointment: appointmentView(row) };
-      },
-      { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
-    );
+    return this.options.sql.transaction(async (tx) => {
+      const existing = await lockAppointment(tx, externalId);
+      if (!existing) throw notFound("No such appointment.");
+      const now = this.options.now();
+      const block = request.block === true;
+      const revocationReason = block ? "blocked" : "operator";
+      const revoked = (await tx.query(REVOKE_APPOINTMENT_TOKENS, [existing.id, now, revocationReason, null])).length;
+      const [row = existing] = block ? await tx.query<AppointmentRow>(SET_ACCESS_BLOCKED, [existing.id, true, now]) : [];
+      const reason = request.reason ?? null;
+      const audit: AuditEntry[] = [
+        { externalId, actor, at: now, type: "token.revoked", outcome: "revoked", detail: { reason, revocationReason, count: revoked } },
+      ];
+      if (block) audit.push({ externalId, actor, at: now, type: "appointment.blocked", outcome: "blocked", detail: { reason } });
+      await tx.query(...auditInsert(audit, now));
+      return { revoked, appointment: appointmentView(row) };
+    });
   }
 
   async unblock(externalId: string, actor: string): Promise<{ appointment: AppointmentView }> {
-    return this.prisma.$transaction(
-      async (tx) => {
-        await lockAppointment(tx, externalId);
-        const existing = await tx.appointment.findUnique({ where: { externalId } });
-        if (!existing) throw notFound("No such appointment.");
-        const row = await tx.appointment.update({ where: { id: existing.id }, data: { accessBlocked: false } });
-        await recordAudit(tx, {
-          externalId,
-          actor,
-          at: this.options.now(),
-          type: "appointment.unblocked",
-          outcome: existing.accessBlocked ? "unblocked" : "was_not_blocked",
-        });
-        return { appointment: appointmentView(row) };
-      },
-      { timeout: this.options.transactionTimeoutMs, maxWait: this.options.acquireTimeoutMs },
-    );
+    return this.options.sql.transaction(async (tx) => {
+      const existing = await lockAppointment(tx, externalId);
+      if (!existing) throw notFound("No such appointment.");
+      const now = this.options.now();
+      const [row = existing] = await tx.query<AppointmentRow>(SET_ACCESS_BLOCKED, [existing.id, false, now]);
+      const outcome = existing.accessBlocked ? "unblocked" : "was_not_blocked";
+      await tx.query(...auditInsert([{ externalId, actor, at: now, type: "appointment.unblocked", outcome }], now));
+      return { appointment: appointmentView(row) };
+    });
   }
 
   /** API.md §6, oldest first. Known for an appointment or a recorded cancellation of an unknown id. */

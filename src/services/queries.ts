@@ -222,6 +222,11 @@ export const SET_REVISION = statement(
   `UPDATE appointments SET revision = $2, updated_at = $3 WHERE id = $1 RETURNING ${APPOINTMENT_COLUMNS}`,
 );
 
+export const SET_ACCESS_BLOCKED = statement(
+  "jw_set_access_blocked",
+  `UPDATE appointments SET access_blocked = $2, updated_at = $3 WHERE id = $1 RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
 /** Live tokens of an appointment, of one user ($4) or of everyone ($4 null). */
 export const REVOKE_APPOINTMENT_TOKENS = statement(
   "jw_revoke_appointment_tokens",
