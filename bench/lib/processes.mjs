@@ -122,7 +122,7 @@ async function startProcess({ name, args, env, logFile, timeoutMs = 30_000 }) {
  * metrics; only the two rate limits are off (a load test from one address
  * and a few thousand users would otherwise measure the limiter's 429s).
  */
-export function startService({ databaseUrl, secrets, logFile, nodeArgs = [] }) {
+export function startService({ databaseUrl, secrets, logFile, nodeArgs = [], extraEnv = {} }) {
   return startProcess({
     name: "service",
     args: [...nodeArgs, serverEntry],
@@ -137,6 +137,8 @@ export function startService({ databaseUrl, secrets, logFile, nodeArgs = [] }) {
       KEY_ENCRYPTION_SECRET: secrets.keyEncryptionSecret,
       RATE_LIMIT_PER_MINUTE: "0",
       RATE_LIMIT_JOIN_PER_MINUTE: "0",
+      // Experiments only (bench/profile.mjs --env=…); the benchmark itself never sets any.
+      ...extraEnv,
     },
   });
 }

@@ -29,7 +29,8 @@ import {
   STORED_DELIVERY,
   type StoredDelivery,
   scheduleValues,
-  TOMBSTONE,
+  readStoredState,
+  type StoredState,
   UPSERT_TOMBSTONE,
 } from "./queries.js";
 import type { SessionService } from "./sessions.js";
@@ -116,15 +117,15 @@ export class AppointmentService {
       }
 
       const now = this.options.now();
-      const [existing] = await tx.query<AppointmentRow>(APPOINTMENT_FOR_UPDATE, [externalId]);
+      const state = await readStoredState(tx, externalId);
       const result = scheduled
-        ? await this.schedule(tx, webhookId, event.data, scheduled, existing, now)
-        : await this.cancel(tx, webhookId, event.data, existing, now);
+        ? await this.schedule(tx, webhookId, event.data, scheduled, state, now)
+        : await this.cancel(tx, webhookId, event.data, state, now);
 
       // The answer of a remote session creation is only known after this commit;
       // until then a redelivery waits for it (see awaitAnswer).
-      const stored = result.sessionToCreate ? { status: IN_PROGRESS, body: { applied: true } } : result;
-      const finish = [...auditColumns(result.audit, now), webhookId, stored.status, JSON.stringify(stored.body)];
+      const answer = result.sessionToCreate ? { status: IN_PROGRESS, body: { applied: true } } : result;
+      const finish = [...auditColumns(result.audit, now), webhookId, answer.status, JSON.stringify(answer.body)];
       if (result.insert) {
         await tx.query(INSERT_APPOINTMENT_AND_FINISH, [...insertValues(result.insert, now), ...finish]);
       } else {
@@ -185,7 +186,7 @@ export class AppointmentService {
     webhookId: string,
     data: ScheduledData,
     prepared: PreparedSchedule,
-    existing: AppointmentRow | undefined,
+    { appointment: existing, tombstone }: StoredState,
     now: Date,
   ): Promise<ScheduleResult> {
     const { externalId } = data;
@@ -209,7 +210,6 @@ export class AppointmentService {
     }
     let tombstoneRevision: number | null = null;
     if (!existing) {
-      const [tombstone] = await tx.query<{ revision: number | null }>(TOMBSTONE, [externalId]);
       if (tombstone && isStale(tombstone.revision, revision)) {
         return {
           status: 200,
@@ -311,7 +311,7 @@ export class AppointmentService {
     tx: SqlQuery,
     webhookId: string,
     data: ScheduledData,
-    existing: AppointmentRow | undefined,
+    { appointment: existing, tombstone }: StoredState,
     now: Date,
   ): Promise<ScheduleResult> {
     const { externalId } = data;
@@ -320,7 +320,6 @@ export class AppointmentService {
     const detail = { webhookId, event: "appointment.cancelled", revision };
 
     if (!existing) {
-      const [tombstone] = await tx.query<{ revision: number | null }>(TOMBSTONE, [externalId]);
       if (tombstone && isStale(tombstone.revision, revision)) {
         return {
           status: 200,

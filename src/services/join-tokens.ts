@@ -3,17 +3,13 @@ import type { Sql } from "../db/sql.js";
 import { checkJoinWindow } from "../domain/join-window.js";
 import { AppError } from "../errors.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
-import type { AuditEntry } from "./audit.js";
 import {
   APPOINTMENT_BY_EXTERNAL_ID,
-  APPOINTMENT_FOR_UPDATE,
   type AppointmentRow,
-  auditInsert,
-  INSERT_TOKEN,
+  ISSUE_TOKEN,
   LIVE_TOKENS_AROUND,
-  LOCK_KEY,
+  LOCK_USER_AND_APPOINTMENT,
   type LiveTokenRow,
-  REVOKE_CALLER_TOKENS,
 } from "./queries.js";
 import type { SessionService } from "./sessions.js";
 import { hashToken } from "./tokens-store.js";
@@ -52,10 +48,6 @@ interface Eligibility {
   appointment: AppointmentRow;
   role: "moderator" | "participant";
   opensAt: Date;
-  /** The caller's other appointments with live tokens (superseded when the request goes on). */
-  elsewhere: { appointmentId: string; externalId: string }[];
-  /** The caller already holds a live token here (replaced when the request goes on). */
-  holdsToken: boolean;
 }
 
 /** A token made by a remote provider before the transaction, and what it was made for. */
@@ -112,7 +104,8 @@ export class JoinTokenService {
 
   private async prepareRemoteToken(request: JoinRequest, budget: CallBudget): Promise<PreparedToken> {
     const now = this.options.now();
-    const { appointment, role, opensAt } = await eligibility(this.options.sql, request, now, false);
+    const [row] = await this.options.sql.query<AppointmentRow>(APPOINTMENT_BY_EXTERNAL_ID, [request.externalId]);
+    const { appointment, role, opensAt } = await eligibility(this.options.sql, row, request, now);
     if (!appointment.sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
     const tokenId = randomUUID();
     const { token } = await this.withProviderErrors(() =>
@@ -139,101 +132,69 @@ export class JoinTokenService {
     };
   }
 
+  /**
+   * BEGIN, the locks with the appointment row, the live tokens, the writes,
+   * COMMIT: five round trips, each statement's snapshot taken after the locks
+   * it depends on are held.
+   */
   private commit(request: JoinRequest, budget: CallBudget, prepared: PreparedToken | undefined): Promise<IssuedJoinToken> {
     const { sql, provider } = this.options;
     return sql.transaction(async (tx) => {
-        await tx.query(LOCK_KEY, [`user:${request.userId}`]);
-        const now = this.options.now();
-        const { appointment, role, opensAt, elsewhere, holdsToken } = await eligibility(tx, request, now, true);
-        const sessionId = appointment.sessionId;
-        if (!sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
-        if (
-          prepared &&
-          (prepared.sessionId !== sessionId ||
-            prepared.role !== role ||
-            prepared.notBefore !== opensAt.getTime() ||
-            prepared.expiresAt !== appointment.closesAt.getTime())
-        ) {
-          throw new ChangedMeanwhile();
-        }
+      const [locked] = await tx.query<AppointmentRow>(LOCK_USER_AND_APPOINTMENT, [`user:${request.userId}`, request.externalId]);
+      const now = this.options.now();
+      const { appointment, role, opensAt } = await eligibility(tx, locked, request, now);
+      const sessionId = appointment.sessionId;
+      if (!sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
+      if (
+        prepared &&
+        (prepared.sessionId !== sessionId ||
+          prepared.role !== role ||
+          prepared.notBefore !== opensAt.getTime() ||
+          prepared.expiresAt !== appointment.closesAt.getTime())
+      ) {
+        throw new ChangedMeanwhile();
+      }
 
-        const actor = `user:${request.userId}`;
-        const audit: AuditEntry[] = [];
-        let replaced = 0;
-        if (holdsToken || elsewhere.length > 0) {
-          const revoked = await tx.query<{ appointmentId: string }>(REVOKE_CALLER_TOKENS, [
-            request.userId,
-            appointment.id,
-            now,
-          ]);
-          replaced = revoked.filter((r) => r.appointmentId === appointment.id).length;
-          for (const other of elsewhere) {
-            const count = revoked.filter((r) => r.appointmentId === other.appointmentId).length;
-            audit.push({
-              externalId: other.externalId,
-              actor,
-              at: now,
-              type: "token.revoked",
-              outcome: "revoked",
-              detail: { reason: "superseded", count, userId: request.userId, by: request.externalId },
-            });
-          }
-          if (replaced > 0) {
-            audit.push({
-              externalId: request.externalId,
-              actor,
-              at: now,
-              type: "token.revoked",
-              outcome: "revoked",
-              detail: { reason: "replaced", count: replaced, userId: request.userId },
-            });
-          }
-        }
+      const tokenId = prepared?.tokenId ?? randomUUID();
+      const token =
+        prepared?.token ??
+        (
+          await this.withProviderErrors(() =>
+            provider.issueToken(
+              { sessionId, userId: request.userId, role, tokenId, issuedAt: now, notBefore: opensAt, expiresAt: appointment.closesAt },
+              budget,
+            ),
+          )
+        ).token;
+      const issuedDetail = { tokenId, userId: request.userId, role, expiresAt: appointment.closesAt.toISOString() };
+      // Revokes the caller's other live tokens, stores the new one and audits both (ISSUE_TOKEN).
+      await tx.query(ISSUE_TOKEN, [
+        request.userId,
+        appointment.id,
+        now,
+        tokenId,
+        role,
+        hashToken(token),
+        provider.name,
+        sessionId,
+        opensAt,
+        appointment.closesAt,
+        `user:${request.userId}`,
+        request.externalId,
+        JSON.stringify(issuedDetail),
+      ]);
 
-        const tokenId = prepared?.tokenId ?? randomUUID();
-        const token =
-          prepared?.token ??
-          (
-            await this.withProviderErrors(() =>
-              provider.issueToken(
-                { sessionId, userId: request.userId, role, tokenId, issuedAt: now, notBefore: opensAt, expiresAt: appointment.closesAt },
-                budget,
-              ),
-            )
-          ).token;
-        await tx.query(INSERT_TOKEN, [
-          tokenId,
-          appointment.id,
-          request.userId,
-          role,
-          hashToken(token),
-          provider.name,
-          sessionId,
-          now,
-          opensAt,
-          appointment.closesAt,
-        ]);
-        audit.push({
-          externalId: request.externalId,
-          actor,
-          at: now,
-          type: "token.issued",
-          outcome: replaced > 0 ? "replaced_previous" : "issued",
-          detail: { tokenId, userId: request.userId, role, expiresAt: appointment.closesAt.toISOString() },
-        });
-        await tx.query(...auditInsert(audit, now));
-
-        return {
-          appointmentId: request.externalId,
-          provider: provider.name,
-          applicationId: provider.applicationId,
-          sessionId,
-          token,
-          tokenId,
-          role,
-          notBefore: opensAt.toISOString(),
-          expiresAt: appointment.closesAt.toISOString(),
-        };
+      return {
+        appointmentId: request.externalId,
+        provider: provider.name,
+        applicationId: provider.applicationId,
+        sessionId,
+        token,
+        tokenId,
+        role,
+        notBefore: opensAt.toISOString(),
+        expiresAt: appointment.closesAt.toISOString(),
+      };
     });
   }
 
@@ -251,19 +212,21 @@ export class JoinTokenService {
 
 /**
  * The §3 checks after authentication and validation, in order: 404, 409,
- * 403, 425, 410, then the two 409s of who holds tokens. With `lock`, the
- * appointment row stays locked until the transaction ends.
+ * 403, 425, 410, then the two 409s of who holds tokens. `appointment` is the
+ * row as read (under its row lock, in a transaction); the live tokens are read
+ * here.
  */
-async function eligibility(sql: Pick<Sql, "query">, request: JoinRequest, now: Date, lock: boolean): Promise<Eligibility> {
-  const [appointment] = await sql.query<AppointmentRow>(lock ? APPOINTMENT_FOR_UPDATE : APPOINTMENT_BY_EXTERNAL_ID, [
-    request.externalId,
-  ]);
+async function eligibility(
+  sql: Pick<Sql, "query">,
+  appointment: AppointmentRow | undefined,
+  request: JoinRequest,
+  now: Date,
+): Promise<Eligibility> {
   const { role, opensAt } = checkJoinWindow(appointment ?? null, request.userId, now);
   if (!appointment) throw new Error("unreachable: checkJoinWindow refuses a missing appointment");
 
   const live = await sql.query<LiveTokenRow>(LIVE_TOKENS_AROUND, [request.userId, appointment.id, now]);
-  const elsewhere = live.filter((t) => t.userId === request.userId && t.appointmentId !== appointment.id);
-  const [firstOther] = elsewhere;
+  const firstOther = live.find((t) => t.userId === request.userId && t.appointmentId !== appointment.id);
   if (firstOther && !request.supersede) {
     throw new AppError(
       409,
@@ -283,11 +246,5 @@ async function eligibility(sql: Pick<Sql, "query">, request: JoinRequest, now: D
       `The appointment allows ${appointment.maxParticipants} participant(s) at a time.`,
     );
   }
-  return {
-    appointment,
-    role,
-    opensAt,
-    elsewhere: elsewhere.map((e) => ({ appointmentId: e.appointmentId, externalId: e.externalId })),
-    holdsToken: live.some((t) => t.appointmentId === appointment.id && t.userId === request.userId),
-  };
+  return { appointment, role, opensAt };
 }

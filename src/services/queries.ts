@@ -1,4 +1,4 @@
-import { type Statement, statement } from "../db/sql.js";
+import { type Sql, type Statement, statement } from "../db/sql.js";
 import type { Appointment } from "../generated/prisma/client.js";
 import type { AuditEntry } from "./audit.js";
 
@@ -33,6 +33,22 @@ export const APPOINTMENT_FOR_UPDATE = statement(
   `SELECT ${APPOINTMENT_COLUMNS} FROM appointments WHERE external_id = $1 FOR UPDATE`,
 );
 
+/**
+ * The two locks of a join, in this order, and the appointment row as it is
+ * once they are held: the advisory lock on the user (one live token and one
+ * live appointment per user) and the appointment's row lock (the participant
+ * cap; every change of an appointment takes it too). The user lock is an
+ * uncorrelated subquery, which Postgres runs once, as a gate, before the scan
+ * whose rows LockRows then locks, so the order cannot invert. The live tokens
+ * are read by the next statement, whose snapshot is taken with both locks held.
+ */
+export const LOCK_USER_AND_APPOINTMENT = statement(
+  "jw_lock_user_and_appointment",
+  `SELECT ${APPOINTMENT_COLUMNS} FROM appointments
+   WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))::text) IS NOT NULL AND external_id = $2
+   FOR UPDATE`,
+);
+
 export interface LiveTokenRow {
   appointmentId: string;
   externalId: string;
@@ -47,20 +63,42 @@ export const LIVE_TOKENS_AROUND = statement(
    WHERE t.revoked_at IS NULL AND t.expires_at > $3 AND (t.user_id = $1 OR t.appointment_id = $2)`,
 );
 
-/** The caller's live tokens: `replaced` in this appointment, `superseded` in any other. */
-export const REVOKE_CALLER_TOKENS = statement(
-  "jw_revoke_caller_tokens",
-  `UPDATE join_tokens
-   SET revoked_at = $3,
-       revocation_reason = (CASE WHEN appointment_id = $2 THEN 'replaced' ELSE 'superseded' END)::"RevocationReason"
-   WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3
-   RETURNING appointment_id AS "appointmentId"`,
-);
-
-export const INSERT_TOKEN = statement(
-  "jw_insert_token",
-  `INSERT INTO join_tokens (id, appointment_id, user_id, role, token_hash, provider, session_id, issued_at, not_before, expires_at)
-   VALUES ($1, $2, $3, $4::"ParticipantRole", $5, $6, $7, $8, $9, $10)`,
+/**
+ * The writes of a join, in one round trip: the caller's live tokens revoked
+ * (`replaced` in this appointment, `superseded` in any other), the new token,
+ * and the audit entries, one `token.revoked` per appointment that lost tokens
+ * and the `token.issued`. The counts come from the UPDATE itself, so a token
+ * that another appointment's change revoked a moment earlier is not counted
+ * here as superseded.
+ *
+ * $1 user, $2 appointment id, $3 now, $4 token id, $5 role, $6 token hash,
+ * $7 provider, $8 session id, $9 not before, $10 expires at, $11 actor,
+ * $12 externalId, $13 detail of `token.issued`.
+ */
+export const ISSUE_TOKEN = statement(
+  "jw_issue_token",
+  `WITH revoked AS (
+     UPDATE join_tokens
+     SET revoked_at = $3,
+         revocation_reason = (CASE WHEN appointment_id = $2 THEN 'replaced' ELSE 'superseded' END)::"RevocationReason"
+     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3
+     RETURNING appointment_id),
+   lost AS (
+     SELECT a.external_id, r.appointment_id = $2 AS here, count(*)::int AS n
+     FROM revoked r JOIN appointments a ON a.id = r.appointment_id
+     GROUP BY a.external_id, r.appointment_id),
+   issued AS (
+     INSERT INTO join_tokens (id, appointment_id, user_id, role, token_hash, provider, session_id, issued_at, not_before, expires_at)
+     VALUES ($4, $2, $1, $5::"ParticipantRole", $6, $7, $8, $3, $9, $10))
+   INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
+   SELECT * FROM (
+     SELECT external_id, $3::timestamptz, 'token.revoked', $11::text, 'revoked',
+            jsonb_build_object('reason', CASE WHEN here THEN 'replaced' ELSE 'superseded' END, 'count', n, 'userId', $1::text)
+              || CASE WHEN here THEN '{}'::jsonb ELSE jsonb_build_object('by', $12::text) END
+     FROM lost ORDER BY here, external_id) AS revocations
+   UNION ALL
+   SELECT $12::text, $3::timestamptz, 'token.issued', $11::text,
+          CASE WHEN EXISTS (SELECT 1 FROM lost WHERE here) THEN 'replaced_previous' ELSE 'issued' END, $13::jsonb`,
 );
 
 export interface IntrospectedRow {
@@ -153,10 +191,38 @@ export const FINISH_DELIVERY = statement(
    UPDATE webhook_deliveries SET response_status = $8, response_body = $9::jsonb WHERE webhook_id = $7`,
 );
 
-export const TOMBSTONE = statement(
-  "jw_tombstone",
-  `SELECT revision FROM cancellation_tombstones WHERE external_id = $1`,
+export interface StoredState {
+  /** The appointment, locked; undefined when there is none. */
+  appointment: AppointmentRow | undefined;
+  /** The cancellation recorded for an externalId without an appointment; undefined when there is none. */
+  tombstone: { revision: number | null } | undefined;
+}
+
+/**
+ * What a webhook changes, read in one round trip once the appointment's
+ * advisory lock is held: the appointment (row-locked) and its tombstone. One
+ * row, whose appointment columns are null when there is no appointment.
+ */
+const STORED_STATE = statement(
+  "jw_stored_state",
+  `WITH appointment AS (SELECT ${APPOINTMENT_COLUMNS} FROM appointments WHERE external_id = $1 FOR UPDATE)
+   SELECT appointment.*, t.external_id IS NOT NULL AS "hasTombstone", t.revision AS "tombstoneRevision"
+   FROM (VALUES (true)) AS one (x)
+   LEFT JOIN appointment ON true
+   LEFT JOIN cancellation_tombstones t ON t.external_id = $1`,
 );
+
+export async function readStoredState(tx: Pick<Sql, "query">, externalId: string): Promise<StoredState> {
+  const [row] = await tx.query<AppointmentRow & { hasTombstone: boolean; tombstoneRevision: number | null }>(STORED_STATE, [
+    externalId,
+  ]);
+  if (!row) throw new Error("the stored-state query returned no row");
+  const { hasTombstone, tombstoneRevision, ...appointment } = row;
+  return {
+    appointment: appointment.id === null ? undefined : appointment,
+    tombstone: hasTombstone ? { revision: tombstoneRevision } : undefined,
+  };
+}
 
 export const DELETE_TOMBSTONE = statement("jw_delete_tombstone", `DELETE FROM cancellation_tombstones WHERE external_id = $1`);
 

@@ -214,6 +214,46 @@ describe("POST /v1/appointments/{externalId}/join-token", () => {
     expect((await introspect(held.token)).json()).toEqual({ active: false, reason: "revoked", revocationReason: "superseded" });
   });
 
+  it("audits what a join revoked, per appointment, next to the token it issued", async () => {
+    const customerId = uniqueId("cust");
+    const first = await schedule({ customerId });
+    const second = await schedule({ customerId });
+    const trail = async (externalId: string) =>
+      (await t.app.inject({ method: "GET", url: `/v1/appointments/${externalId}/events`, headers: operator }))
+        .json()
+        .events.filter((e: { type: string }) => e.type.startsWith("token."))
+        .map((e: { type: string; actor: string; outcome: string; detail: unknown }) => ({
+          type: e.type,
+          actor: e.actor,
+          outcome: e.outcome,
+          detail: e.detail,
+        }));
+
+    const held = (await join(first.externalId, customerId)).json();
+    const renewed = (await join(first.externalId, customerId)).json();
+    const moved = (await join(second.externalId, customerId, { supersede: true })).json();
+
+    const actor = `user:${customerId}`;
+    const issued = (token: { tokenId: string; expiresAt: string }) => ({
+      tokenId: token.tokenId,
+      userId: customerId,
+      role: "participant",
+      expiresAt: token.expiresAt,
+    });
+    expect(await trail(first.externalId)).toEqual([
+      { type: "token.issued", actor, outcome: "issued", detail: issued(held) },
+      { type: "token.revoked", actor, outcome: "revoked", detail: { reason: "replaced", count: 1, userId: customerId } },
+      { type: "token.issued", actor, outcome: "replaced_previous", detail: issued(renewed) },
+      {
+        type: "token.revoked",
+        actor,
+        outcome: "revoked",
+        detail: { reason: "superseded", count: 1, userId: customerId, by: second.externalId },
+      },
+    ]);
+    expect(await trail(second.externalId)).toEqual([{ type: "token.issued", actor, outcome: "issued", detail: issued(moved) }]);
+  });
+
   it("answers 409 participant_limit when maxParticipants is 1", async () => {
     const a = await schedule({ settings: { maxParticipants: 1 } });
     expect((await join(a.externalId, a.agent.id)).statusCode).toBe(201);
