@@ -1,7 +1,9 @@
+import { formatInTimeZone } from "date-fns-tz";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   MAX_APPOINTMENT_MS,
   isValidTimeZone,
+  offsetMinutesAt,
   resolveAppointmentTimes,
   resolveInstant,
   type AppointmentTimesInput,
@@ -34,6 +36,26 @@ function expectError(fn: () => unknown, status: number, code: string, path?: str
 }
 
 const iso = (value: string, timeZone?: string | null) => resolveInstant(value, timeZone, START).toISOString();
+
+describe("UTC offsets (Intl) agree with date-fns-tz", () => {
+  const fromDateFnsTz = (instantMs: number, zone: string) => {
+    const m = /^([+-])(\d{2}):(\d{2})$/.exec(formatInTimeZone(new Date(instantMs), zone, "xxx"));
+    if (!m) throw new Error("unexpected date-fns-tz offset");
+    const minutes = Number(m[2]) * 60 + Number(m[3]);
+    return m[1] === "-" ? -minutes : minutes;
+  };
+  const zones = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kolkata", "Pacific/Chatham", "America/St_Johns", "Asia/Kathmandu", "UTC"];
+  it.each(zones)("%s, every 30 minutes of 2026 and each January 1st from 1900 to 2100", (zone) => {
+    const instants: number[] = [];
+    for (let t = Date.UTC(2026, 0, 1); t < Date.UTC(2027, 0, 1); t += 30 * 60_000) instants.push(t);
+    for (let year = 1900; year <= 2100; year++) instants.push(Date.UTC(year, 0, 1, 12));
+    const disagreements = instants.filter((t) => offsetMinutesAt(t, zone) !== fromDateFnsTz(t, zone));
+    expect(disagreements.map((t) => new Date(t).toISOString()).slice(0, 5)).toEqual([]);
+    // Offsets really do change where they should (the scan is not comparing constants).
+    const distinct = new Set(instants.map((t) => offsetMinutesAt(t, zone)));
+    expect(distinct.size).toBeGreaterThan(zone === "UTC" ? 0 : 1);
+  });
+});
 
 // Transition instants verified with date-fns-tz (ICU 78.2, tzdata 2025c) by scanning 2026 in 15-minute steps.
 describe("local wall-clock times around DST changes", () => {
