@@ -126,12 +126,23 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex) {
 
 /** One log line per request ("request completed", with the request), not Fastify's two: logging is a large share of a request's cost. */
 class OneLinePerRequest extends LogController {
+  /**
+   * The app's logger without redaction, for the per-request line only: every field of that line is
+   * built here from values that carry no credential (the method, the path without its query, the
+   * address, the status, the time), and pino's redaction pass over it cost 3% of an introspection.
+   */
+  private accessLog: FastifyBaseLogger | undefined;
+
   override incomingRequest() {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply) {
     const line = { req: request, res: { statusCode: reply.statusCode }, responseTime: Math.round(reply.elapsedTime * 10) / 10 };
-    if (error) reply.log.error({ ...line, err: error }, "request errored");
-    else reply.log.info(line, "request completed");
+    if (error) {
+      reply.log.error({ ...line, err: error }, "request errored");
+      return;
+    }
+    this.accessLog ??= request.server.log.child({}, { redact: [] });
+    this.accessLog.info({ reqId: request.id, ...line }, "request completed");
   }
 }
 

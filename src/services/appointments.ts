@@ -17,17 +17,15 @@ import {
   LOCK_KEY,
   SET_ACCESS_BLOCKED,
   CANCEL_APPOINTMENT,
-  CLAIM_DELIVERY_AND_LOCK,
   DELETE_TOMBSTONE,
   FINISH_DELIVERY,
   INSERT_APPOINTMENT_AND_FINISH,
   insertValues,
+  LOCK_DELIVERY_AND_APPOINTMENT,
   REPLACE_APPOINTMENT,
   REVOKE_APPOINTMENT_TOKENS,
   type ScheduleFields,
   SET_REVISION,
-  STORED_DELIVERY,
-  type StoredDelivery,
   scheduleValues,
   readStoredState,
   type StoredState,
@@ -104,20 +102,14 @@ export class AppointmentService {
     const { externalId } = event.data;
 
     const step = await this.options.sql.transaction(async (tx): Promise<WebhookStep> => {
-      const [claim] = await tx.query<{ claimed: boolean }>(CLAIM_DELIVERY_AND_LOCK, [
-        webhookId,
-        event.type,
-        externalId,
-        `appointment:${externalId}`,
-      ]);
-      if (!claim?.claimed) {
-        const [stored] = await tx.query<StoredDelivery>(STORED_DELIVERY, [webhookId]);
-        if (!stored) throw new Error("a claimed webhook delivery vanished");
+      await tx.query(LOCK_DELIVERY_AND_APPOINTMENT, [`webhook:${webhookId}`, `appointment:${externalId}`]);
+      const state = await readStoredState(tx, webhookId, externalId);
+      if (state.delivery) {
+        const stored = state.delivery;
         return stored.responseStatus === IN_PROGRESS ? { kind: "in_progress" } : { kind: "done", outcome: replayed(stored) };
       }
 
       const now = this.options.now();
-      const state = await readStoredState(tx, externalId);
       const result = scheduled
         ? await this.schedule(tx, webhookId, event.data, scheduled, state, now)
         : await this.cancel(tx, webhookId, event.data, state, now);
@@ -125,9 +117,16 @@ export class AppointmentService {
       // The answer of a remote session creation is only known after this commit;
       // until then a redelivery waits for it (see awaitAnswer).
       const answer = result.sessionToCreate ? { status: IN_PROGRESS, body: { applied: true } } : result;
-      const finish = [...auditColumns(result.audit, now), webhookId, answer.status, JSON.stringify(answer.body)];
+      const finish = [
+        ...auditColumns(result.audit, now),
+        webhookId,
+        event.type,
+        externalId,
+        answer.status,
+        JSON.stringify(answer.body),
+      ];
       if (result.insert) {
-        await tx.query(INSERT_APPOINTMENT_AND_FINISH, [...insertValues(result.insert, now), ...finish]);
+        await tx.query(INSERT_APPOINTMENT_AND_FINISH, [...finish, ...insertValues(result.insert, now)]);
       } else {
         await tx.query(FINISH_DELIVERY, finish);
       }

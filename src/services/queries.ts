@@ -159,15 +159,17 @@ export function auditInsert(entries: AuditEntry[], now: Date): [Statement, unkno
 
 // --- Scheduling webhook -----------------------------------------------------
 
-/** Claims the webhook-id (a concurrent redelivery waits on this row) and takes the appointment's lock, in one round trip. */
-export const CLAIM_DELIVERY_AND_LOCK = statement(
-  "jw_claim_delivery_and_lock",
-  `WITH claim AS (
-     INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
-     VALUES ($1, $2, $3, 0, '{}'::jsonb)
-     ON CONFLICT (webhook_id) DO NOTHING
-     RETURNING webhook_id)
-   SELECT EXISTS (SELECT 1 FROM claim) AS claimed, pg_advisory_xact_lock(hashtextextended($4, 0))::text AS locked`,
+/**
+ * The two locks of a delivery, in this order, until commit: the webhook-id
+ * (a concurrent redelivery waits here, then finds the stored answer) and the
+ * appointment's externalId (every change of the appointment takes it). The
+ * first is an uncorrelated subquery, which Postgres runs once, as a gate,
+ * before the second.
+ */
+export const LOCK_DELIVERY_AND_APPOINTMENT = statement(
+  "jw_lock_delivery_and_appointment",
+  `SELECT pg_advisory_xact_lock(hashtextextended($2, 0))::text AS appointment
+   WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))::text) IS NOT NULL`,
 );
 
 export interface StoredDelivery {
@@ -176,22 +178,24 @@ export interface StoredDelivery {
   externalId: string | null;
 }
 
-export const STORED_DELIVERY = statement(
-  "jw_stored_delivery",
-  `SELECT response_status AS "responseStatus", response_body AS "responseBody", external_id AS "externalId"
-   FROM webhook_deliveries WHERE webhook_id = $1`,
-);
-
-/** The audit entries of a delivery and its stored answer, in one round trip. */
+/**
+ * A delivery's stored answer, its audit entries ($1..$6, see auditColumns),
+ * written once the outcome is known: $7 webhook id, $8 event type,
+ * $9 externalId, $10 status, $11 body.
+ */
+const DELIVERY_VALUES = "$7, $8, $9, $10, $11::jsonb";
 export const FINISH_DELIVERY = statement(
   "jw_finish_delivery",
   `WITH audit AS (
      INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
      SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[]))
-   UPDATE webhook_deliveries SET response_status = $8, response_body = $9::jsonb WHERE webhook_id = $7`,
+   INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
+   VALUES (${DELIVERY_VALUES})`,
 );
 
 export interface StoredState {
+  /** The answer already stored for this webhook-id; undefined for a first delivery. */
+  delivery: StoredDelivery | undefined;
   /** The appointment, locked; undefined when there is none. */
   appointment: AppointmentRow | undefined;
   /** The cancellation recorded for an externalId without an appointment; undefined when there is none. */
@@ -199,26 +203,38 @@ export interface StoredState {
 }
 
 /**
- * What a webhook changes, read in one round trip once the appointment's
- * advisory lock is held: the appointment (row-locked) and its tombstone. One
- * row, whose appointment columns are null when there is no appointment.
+ * What a webhook reads, in one round trip once both its locks are held: the
+ * stored answer of its webhook-id, the appointment (row-locked) and its
+ * tombstone. One row, whose columns are null for what does not exist.
  */
 const STORED_STATE = statement(
   "jw_stored_state",
   `WITH appointment AS (SELECT ${APPOINTMENT_COLUMNS} FROM appointments WHERE external_id = $1 FOR UPDATE)
-   SELECT appointment.*, t.external_id IS NOT NULL AS "hasTombstone", t.revision AS "tombstoneRevision"
+   SELECT appointment.*, t.external_id IS NOT NULL AS "hasTombstone", t.revision AS "tombstoneRevision",
+          d.response_status AS "deliveryStatus", d.response_body AS "deliveryBody", d.external_id AS "deliveryExternalId"
    FROM (VALUES (true)) AS one (x)
    LEFT JOIN appointment ON true
-   LEFT JOIN cancellation_tombstones t ON t.external_id = $1`,
+   LEFT JOIN cancellation_tombstones t ON t.external_id = $1
+   LEFT JOIN webhook_deliveries d ON d.webhook_id = $2`,
 );
 
-export async function readStoredState(tx: Pick<Sql, "query">, externalId: string): Promise<StoredState> {
-  const [row] = await tx.query<AppointmentRow & { hasTombstone: boolean; tombstoneRevision: number | null }>(STORED_STATE, [
-    externalId,
-  ]);
+interface StoredStateRow extends AppointmentRow {
+  hasTombstone: boolean;
+  tombstoneRevision: number | null;
+  deliveryStatus: number | null;
+  deliveryBody: unknown;
+  deliveryExternalId: string | null;
+}
+
+export async function readStoredState(tx: Pick<Sql, "query">, webhookId: string, externalId: string): Promise<StoredState> {
+  const [row] = await tx.query<StoredStateRow>(STORED_STATE, [externalId, webhookId]);
   if (!row) throw new Error("the stored-state query returned no row");
-  const { hasTombstone, tombstoneRevision, ...appointment } = row;
+  const { hasTombstone, tombstoneRevision, deliveryStatus, deliveryBody, deliveryExternalId, ...appointment } = row;
   return {
+    delivery:
+      deliveryStatus === null
+        ? undefined
+        : { responseStatus: deliveryStatus, responseBody: deliveryBody, externalId: deliveryExternalId },
     appointment: appointment.id === null ? undefined : appointment,
     tombstone: hasTombstone ? { revision: tombstoneRevision } : undefined,
   };
@@ -236,21 +252,22 @@ const SCHEDULE_COLUMNS = `status, revision, starts_at, ends_at, time_zone, agent
   max_participants, waiting_room, recording, agent_opens_at, customer_opens_at, closes_at, cancelled_at, updated_at`;
 
 /**
- * A new appointment ($1..$26, see insertValues), its audit entries ($27..$32,
- * see auditColumns) and the delivery's stored answer ($33 webhook id, $34
- * status, $35 body): the last write of a webhook, in one round trip.
+ * A new appointment ($12..$37, see insertValues), its audit entries and the
+ * delivery's stored answer ($1..$11, as FINISH_DELIVERY): the last write of a
+ * webhook, in one round trip.
  */
 export const INSERT_APPOINTMENT_AND_FINISH = statement(
   "jw_insert_appointment_and_finish",
   `WITH appointment AS (
      INSERT INTO appointments (${SCHEDULE_COLUMNS}, id, external_id, provider, session_id, session_status, session_attempts,
        session_next_attempt_at, session_last_error, session_claimed_until, access_blocked, created_at)
-     VALUES ($1::"AppointmentStatus", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-       $18, $19, $20, $21, $22::"SessionStatus", $23, $24, $25, $26, false, $17)),
+     VALUES ($12::"AppointmentStatus", $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
+       $29, $30, $31, $32, $33::"SessionStatus", $34, $35, $36, $37, false, $28)),
    audit AS (
      INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
-     SELECT * FROM unnest($27::text[], $28::timestamptz[], $29::text[], $30::text[], $31::text[], $32::jsonb[]))
-   UPDATE webhook_deliveries SET response_status = $34, response_body = $35::jsonb WHERE webhook_id = $33`,
+     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[]))
+   INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
+   VALUES (${DELIVERY_VALUES})`,
 );
 
 export const insertValues = (row: AppointmentRow, now: Date): unknown[] => [
