@@ -170,10 +170,12 @@ function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
 export async function buildApp({ config, db, logger = createLogger(config), now = () => new Date() }: AppOptions) {
   const app = Fastify(fastifyOptions(logger)).withTypeProvider<TypeBoxTypeProvider>();
 
-  app.addHook("onRequest", async (request, reply) => {
+  // Hooks that run on every request take a callback rather than returning a promise: one allocation
+  // and one microtask fewer each, on every answer.
+  app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
+    done();
   });
-
 
   // While shutting down, answers to requests still in flight close their
   // keep-alive connection, so the server can finish instead of waiting for
@@ -182,8 +184,9 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   app.addHook("preClose", async () => {
     closing = true;
   });
-  app.addHook("onSend", async (_request, reply) => {
+  app.addHook("onSend", (_request, reply, payload, done) => {
     if (closing) reply.header("connection", "close");
+    done(null, payload);
   });
 
   await app.register(metrics);

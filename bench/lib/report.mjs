@@ -104,8 +104,11 @@ export function formatReport(report, details) {
   lines.push(`other work on the machine during the legs, share of all CPUs (median): ${noise}${/\b([2-9]\d|100)(\.\d)?% \(/.test(noise) ? " — NOISY RUN" : ""}`);
   lines.push("");
   const introspectP99 = report.scenarios.introspect?.p99Ms;
+  // An absolute latency depends on how fast the machine is at the time; the baseline's p99 in the same legs says how fast that was.
+  const baselineP99 = details.scenarios.introspect?.baseline.p99Ms;
   lines.push(
-    `introspect p99: ${introspectP99 ?? "–"} ms (target < ${TARGETS.introspectP99Ms} ms) ${mark(introspectP99 === null || introspectP99 === undefined ? null : introspectP99 < TARGETS.introspectP99Ms)}`,
+    `introspect p99: ${introspectP99 ?? "–"} ms (target < ${TARGETS.introspectP99Ms} ms) ${mark(introspectP99 === null || introspectP99 === undefined ? null : introspectP99 < TARGETS.introspectP99Ms)}` +
+      (baselineP99 === undefined ? "" : ` — the baseline's p99 in the same rounds: ${baselineP99} ms`),
   );
   lines.push(
     `peak service RSS: ${report.rssMaxMb} MB (target < ${TARGETS.rssMb} MB) ${mark(report.rssMaxMb < TARGETS.rssMb)}` +

@@ -89,11 +89,12 @@ export class AppointmentService {
   }
 
   /**
-   * Applies one scheduling webhook exactly once. The delivery row is inserted
-   * first in the same transaction: a concurrent redelivery's insert waits on
-   * it and then reads the stored answer, so ten simultaneous deliveries have
-   * one effect, on every replica. A failure rolls everything back, so a
-   * redelivery simply tries again.
+   * Applies one scheduling webhook exactly once. The transaction first takes
+   * an advisory lock on the webhook-id: a concurrent redelivery waits there
+   * until this one commits, then reads the answer stored with it, so ten
+   * simultaneous deliveries have one effect, on every replica. The delivery
+   * row is written once, with its answer, by the transaction's last statement.
+   * A failure rolls everything back, so a redelivery simply tries again.
    */
   async applyWebhook(webhookId: string, event: WebhookEvent): Promise<WebhookOutcome> {
     const started = Date.now();

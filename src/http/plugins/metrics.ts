@@ -95,7 +95,7 @@ export default fp(
         });
       },
     });
-    app.addHook("onResponse", async (request, reply) => {
+    app.addHook("onResponse", (request, reply, done) => {
       const labels = {
         method: request.method,
         route: request.routeOptions.url ?? "unmatched",
@@ -103,6 +103,7 @@ export default fp(
       };
       requests.inc(labels);
       duration.observe(labels, reply.elapsedTime / 1000);
+      done();
     });
   },
   { name: "metrics" },
