@@ -79,9 +79,20 @@ export const AREAS = [
   ["token signing (fast-jwt signer, crypto sign)", (f) => /node_modules\/fast-jwt\/src\/signer\.js/.test(f.url) || f.functionName === "signOneShot"],
   ["request validation (ajv)", (f) => /node_modules\/(ajv|@fastify\/ajv-compiler)\//.test(f.url)],
   ["response serialisation (fast-json-stringify)", (f) => /node_modules\/fast-json-stringify\//.test(f.url)],
-  ["security headers (helmet)", (f) => /node_modules\/(helmet|@fastify\/helmet)\//.test(f.url)],
+  // helmet calls the next hook synchronously, so the rest of the request runs inside its frames: only
+  // what helmet itself calls counts (the walk from the sample up stops at the first frame of Fastify's).
+  ["security headers (helmet)", (f) => /node_modules\/helmet\//.test(f.url), (f) => /node_modules\/fastify\//.test(f.url)],
   ["garbage collector", (f) => f.functionName === "(garbage collector)"],
 ];
+
+/** Whether a frame of the stack (leaf first) matches, looking no further up than the first `stopAt` frame. */
+function matches(stack, match, stopAt) {
+  for (const frame of stack) {
+    if (match(frame)) return true;
+    if (stopAt?.(frame)) return false;
+  }
+  return false;
+}
 
 /** Inclusive share of busy time per AREAS entry (the Prisma runtime line is Prisma frames minus compiler and driver). */
 export function inclusiveAreas(profile, windows) {
@@ -103,7 +114,7 @@ export function inclusiveAreas(profile, windows) {
     const stack = [];
     for (let id = leaf.id; id !== undefined; id = parent.get(id)) stack.push(byId.get(id).callFrame);
     const hits = new Set();
-    for (const [name, match] of AREAS) if (match && stack.some(match)) hits.add(name);
+    for (const [name, match, stopAt] of AREAS) if (match && matches(stack, match, stopAt)) hits.add(name);
     const inPrisma = stack.some((f) => /node_modules\/@prisma\//.test(f.url));
     if (inPrisma && !hits.has(AREAS[0][0]) && !hits.has(AREAS[2][0])) hits.add(prismaName);
     for (const name of hits) totals.set(name, totals.get(name) + weight);

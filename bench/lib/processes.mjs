@@ -122,7 +122,7 @@ async function startProcess({ name, args, env, logFile, timeoutMs = 30_000 }) {
  * metrics; only the two rate limits are off (a load test from one address
  * and a few thousand users would otherwise measure the limiter's 429s).
  */
-export function startService({ databaseUrl, secrets, logFile, nodeArgs = [], extraEnv = {} }) {
+export function startService({ databaseUrl, secrets, logFile, nodeArgs = [] }) {
   return startProcess({
     name: "service",
     args: [...nodeArgs, serverEntry],
@@ -137,8 +137,6 @@ export function startService({ databaseUrl, secrets, logFile, nodeArgs = [], ext
       KEY_ENCRYPTION_SECRET: secrets.keyEncryptionSecret,
       RATE_LIMIT_PER_MINUTE: "0",
       RATE_LIMIT_JOIN_PER_MINUTE: "0",
-      // Experiments only (bench/profile.mjs --env=…); the benchmark itself never sets any.
-      ...extraEnv,
     },
   });
 }
