@@ -53,7 +53,7 @@ async function main() {
   }
   // The old generation may grow to at most twice what survived the last full collection before the
   // next one (V8 otherwise allows up to 4× on a machine with this much memory): under load that is the
-  // difference between ~190 MB and 250–280 MB, for about the same CPU (bench/README.md). Read at run
+  // difference between 170–195 MB and 250–280 MB, for about the same CPU (bench/README.md). Read at run
   // time, so it needs no command-line flag: npm start, the Dockerfile and the bench all run plain
   // `node dist/server.js`.
   setFlagsFromString("--heap-growing-percent=100");
