@@ -124,11 +124,11 @@ export const TOKEN_BY_HASH = statement(
    WHERE t.token_hash = $1`,
 );
 
-const INSERT_AUDIT = statement(
-  "jw_insert_audit",
-  `INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
-   SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[])`,
-);
+/** Any number of audit entries from the six column arrays of auditColumns ($1..$6); also a CTE of the webhook's last writes. */
+const AUDIT_FROM_COLUMNS = `INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
+   SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[])`;
+
+const INSERT_AUDIT = statement("jw_insert_audit", AUDIT_FROM_COLUMNS);
 
 /** Audit entries as the six column arrays that INSERT … SELECT FROM unnest(…) takes. */
 export const auditColumns = (entries: AuditEntry[], now: Date): unknown[] => [
@@ -175,23 +175,18 @@ export const LOCK_DELIVERY_AND_APPOINTMENT = statement(
 export interface StoredDelivery {
   responseStatus: number;
   responseBody: unknown;
-  externalId: string | null;
 }
 
 /**
- * A delivery's stored answer, its audit entries ($1..$6, see auditColumns),
- * written once the outcome is known: $7 webhook id, $8 event type,
- * $9 externalId, $10 status, $11 body.
+ * A delivery's stored answer, written once the outcome is known, after its
+ * audit entries ($1..$6): $7 webhook id, $8 event type, $9 externalId,
+ * $10 status, $11 body.
  */
-const DELIVERY_VALUES = "$7, $8, $9, $10, $11::jsonb";
-export const FINISH_DELIVERY = statement(
-  "jw_finish_delivery",
-  `WITH audit AS (
-     INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
-     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[]))
+const AUDIT_AND_DELIVERY = `audit AS (${AUDIT_FROM_COLUMNS})
    INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
-   VALUES (${DELIVERY_VALUES})`,
-);
+   VALUES ($7, $8, $9, $10, $11::jsonb)`;
+
+export const FINISH_DELIVERY = statement("jw_finish_delivery", `WITH ${AUDIT_AND_DELIVERY}`);
 
 export interface StoredState {
   /** The answer already stored for this webhook-id; undefined for a first delivery. */
@@ -211,7 +206,7 @@ const STORED_STATE = statement(
   "jw_stored_state",
   `WITH appointment AS (SELECT ${APPOINTMENT_COLUMNS} FROM appointments WHERE external_id = $1 FOR UPDATE)
    SELECT appointment.*, t.external_id IS NOT NULL AS "hasTombstone", t.revision AS "tombstoneRevision",
-          d.response_status AS "deliveryStatus", d.response_body AS "deliveryBody", d.external_id AS "deliveryExternalId"
+          d.response_status AS "deliveryStatus", d.response_body AS "deliveryBody"
    FROM (VALUES (true)) AS one (x)
    LEFT JOIN appointment ON true
    LEFT JOIN cancellation_tombstones t ON t.external_id = $1
@@ -223,18 +218,14 @@ interface StoredStateRow extends AppointmentRow {
   tombstoneRevision: number | null;
   deliveryStatus: number | null;
   deliveryBody: unknown;
-  deliveryExternalId: string | null;
 }
 
 export async function readStoredState(tx: Pick<Sql, "query">, webhookId: string, externalId: string): Promise<StoredState> {
   const [row] = await tx.query<StoredStateRow>(STORED_STATE, [externalId, webhookId]);
   if (!row) throw new Error("the stored-state query returned no row");
-  const { hasTombstone, tombstoneRevision, deliveryStatus, deliveryBody, deliveryExternalId, ...appointment } = row;
+  const { hasTombstone, tombstoneRevision, deliveryStatus, deliveryBody, ...appointment } = row;
   return {
-    delivery:
-      deliveryStatus === null
-        ? undefined
-        : { responseStatus: deliveryStatus, responseBody: deliveryBody, externalId: deliveryExternalId },
+    delivery: deliveryStatus === null ? undefined : { responseStatus: deliveryStatus, responseBody: deliveryBody },
     appointment: appointment.id === null ? undefined : appointment,
     tombstone: hasTombstone ? { revision: tombstoneRevision } : undefined,
   };
@@ -263,11 +254,7 @@ export const INSERT_APPOINTMENT_AND_FINISH = statement(
        session_next_attempt_at, session_last_error, session_claimed_until, access_blocked, created_at)
      VALUES ($12::"AppointmentStatus", $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
        $29, $30, $31, $32, $33::"SessionStatus", $34, $35, $36, $37, false, $28)),
-   audit AS (
-     INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
-     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[]))
-   INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
-   VALUES (${DELIVERY_VALUES})`,
+   ${AUDIT_AND_DELIVERY}`,
 );
 
 export const insertValues = (row: AppointmentRow, now: Date): unknown[] => [
