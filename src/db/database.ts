@@ -51,6 +51,12 @@ function openPostgres(config: DatabaseConfig, url: string, onPoolError?: (error:
   });
   // An idle client losing its connection must not crash the process.
   pool.on("error", (error) => onPoolError?.(error));
+  // pg-pool listens for a client's 'error' only while the client is idle. One that loses its connection
+  // while checked out (a backend terminated, a server stopped, inside a transaction) would emit 'error'
+  // with no listener, which ends the process. The statement in flight fails with that same error and its
+  // caller answers for it; the pool drops the client when it is released. So every client, whoever checks
+  // it out (our transactions, Prisma's adapter, the migration runner), keeps a listener for its whole life.
+  pool.on("connect", (client) => client.on("error", ignoreLostConnection));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
 
   return {
@@ -105,6 +111,8 @@ async function openPGlite(dataDir: string): Promise<Database> {
     },
   };
 }
+
+function ignoreLostConnection() {}
 
 function asSqlConnection(client: pg.PoolClient): SqlConnection {
   return {

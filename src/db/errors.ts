@@ -19,6 +19,39 @@ const UNAVAILABLE_MESSAGES = [
 // Prisma's codes for "the database is not there" (connection, timeouts, pool).
 // P2028: a transaction could not start (no connection within maxWait) or outlived its timeout.
 const UNAVAILABLE_PRISMA_CODES = new Set(["P1001", "P1002", "P1008", "P1017", "P2024", "P2028"]);
+// What @prisma/adapter-pg calls a socket-level failure, in the driver adapter error it wraps.
+const UNAVAILABLE_ADAPTER_KINDS = new Set(["DatabaseNotReachable", "ConnectionClosed", "SocketTimeout", "TooManyConnections"]);
+// SQLSTATE: 57P01-57P03 the server is shutting down, terminated this backend or cannot connect now;
+// 53300 too many connections; class 08 connection exceptions.
+const UNAVAILABLE_SQLSTATE = /^(57P0[1-3]|53300|08[0-9A-Z]{3})$/;
+
+interface ErrorLike {
+  code?: unknown;
+  originalCode?: unknown;
+  kind?: unknown;
+  message?: unknown;
+  cause?: unknown;
+  meta?: { driverAdapterError?: unknown };
+}
+
+/**
+ * The error and what it wraps: `cause` chains (pg, our own), and the driver
+ * adapter error a Prisma error carries in `meta.driverAdapterError` (whose
+ * `cause` holds the SQLSTATE as `originalCode`).
+ */
+function* chain(error: unknown): Generator<ErrorLike> {
+  const pending: unknown[] = [error];
+  for (let seen = 0; pending.length > 0 && seen < 10; seen++) {
+    const current = pending.shift();
+    if (!current || typeof current !== "object") continue;
+    const candidate = current as ErrorLike;
+    yield candidate;
+    pending.push(candidate.cause, candidate.meta?.driverAdapterError);
+  }
+}
+
+const codesOf = (candidate: ErrorLike) =>
+  [candidate.code, candidate.originalCode].filter((code): code is string => typeof code === "string");
 
 /**
  * A value Postgres refused to store (SQLSTATE class 22: a NUL byte, a date out
@@ -26,24 +59,18 @@ const UNAVAILABLE_PRISMA_CODES = new Set(["P1001", "P1002", "P1008", "P1017", "P
  * the caller's input, so a 400 rather than a 500.
  */
 export function isRejectedValue(error: unknown): boolean {
-  for (let current: unknown = error, depth = 0; current && depth < 5; depth++) {
-    const candidate = current as { code?: unknown; cause?: unknown; originalCode?: unknown };
-    for (const code of [candidate.code, candidate.originalCode]) {
-      if (typeof code === "string" && /^22[0-9A-Z]{3}$/.test(code)) return true;
-    }
-    current = candidate.cause;
+  for (const candidate of chain(error)) {
+    if (codesOf(candidate).some((code) => /^22[0-9A-Z]{3}$/.test(code))) return true;
   }
   return false;
 }
 
 export function isDatabaseUnavailable(error: unknown): boolean {
-  for (let current: unknown = error, depth = 0; current && depth < 5; depth++) {
-    const candidate = current as { code?: unknown; message?: unknown; cause?: unknown };
-    if (typeof candidate.code === "string" && UNAVAILABLE_PRISMA_CODES.has(candidate.code)) return true;
-    if (typeof candidate.code === "string" && /^(57P0[1-3]|08\d{3})$/.test(candidate.code)) return true;
+  for (const candidate of chain(error)) {
+    if (codesOf(candidate).some((code) => UNAVAILABLE_PRISMA_CODES.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true;
+    if (typeof candidate.kind === "string" && UNAVAILABLE_ADAPTER_KINDS.has(candidate.kind)) return true;
     const message = typeof candidate.message === "string" ? candidate.message : "";
     if (UNAVAILABLE_MESSAGES.some((m) => message.includes(m))) return true;
-    current = candidate.cause;
   }
   return false;
 }

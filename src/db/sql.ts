@@ -1,5 +1,6 @@
 import type { PGlite, Transaction as PGliteTransaction } from "@electric-sql/pglite";
 import type pg from "pg";
+import { isDatabaseUnavailable } from "./errors.js";
 
 /**
  * Plain SQL for the hot paths (join token, introspection, webhook), where
@@ -50,20 +51,26 @@ export function postgresSql(pool: pg.Pool): Sql {
         ...on(client),
         transaction: () => Promise.reject(new Error("nested transactions are not supported")),
       };
-      let broken: unknown;
+      let broken: Error | undefined;
       try {
         await client.query("BEGIN");
         const result = await work(inner);
         await client.query("COMMIT");
         return result;
       } catch (error) {
-        await client.query("ROLLBACK").catch((rollbackError: unknown) => {
-          broken = rollbackError;
-        });
+        if (isDatabaseUnavailable(error)) {
+          // The connection is gone, or its statement timed out and may still be running: a ROLLBACK would
+          // queue behind it for a second timeout. Postgres rolls back the transaction of a closed connection.
+          broken = error as Error;
+        } else {
+          await client.query("ROLLBACK").catch((rollbackError: unknown) => {
+            broken = rollbackError as Error;
+          });
+        }
         throw error;
       } finally {
-        // A connection whose ROLLBACK failed is not returned to the pool.
-        client.release(broken instanceof Error ? broken : undefined);
+        // A broken connection is destroyed, never returned to the pool.
+        client.release(broken);
       }
     },
   };
