@@ -15,6 +15,7 @@ import Fastify, {
 import { type DestinationStream, type LoggerOptions, pino } from "pino";
 import type { Config } from "./config.js";
 import type { Database } from "./db/database.js";
+import { DatabaseOutageLog } from "./db/outage-log.js";
 import metrics from "./http/plugins/metrics.js";
 import openapi from "./http/plugins/openapi.js";
 import problemDetails, { sendProblem, toAppError } from "./http/plugins/problem-details.js";
@@ -209,6 +210,7 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
     now,
     leaseMs: SESSION_LEASE_MS,
     onError: (error, externalId) => app.log.error({ err: error, externalId }, "session creation failed unexpectedly"),
+    databaseOutage: new DatabaseOutageLog(app.log),
   });
   const appointments = new AppointmentService({
     prisma,

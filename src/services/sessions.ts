@@ -1,4 +1,5 @@
 import type { PrismaClient } from "../db/database.js";
+import { isDatabaseUnavailable } from "../db/errors.js";
 import type { Appointment } from "../generated/prisma/client.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
 import { recordAudit } from "./audit.js";
@@ -10,6 +11,8 @@ export interface SessionServiceOptions {
   /** How long a claim on a pending session lasts: longer than any one creation attempt. */
   leaseMs: number;
   onError?: (error: unknown, externalId: string) => void;
+  /** The reconciler's passes failing because the database is unreachable, and succeeding again. */
+  databaseOutage?: { failed(error: unknown): void; succeeded(): void };
 }
 
 export type SessionOutcome = "ready" | "pending" | "failed";
@@ -88,6 +91,8 @@ export class SessionService {
       }
       return "ready";
     } catch (error) {
+      // Nothing can be recorded without the database; the lease runs out and the attempt is made again.
+      if (isDatabaseUnavailable(error)) throw error;
       if (!(error instanceof ProviderUnavailableError)) this.options.onError?.(error, appointment.externalId);
       return this.recordFailure(appointment, error instanceof Error ? error.message : String(error));
     }
@@ -188,7 +193,11 @@ export class SessionService {
     const timer = setInterval(() => {
       if (running) return;
       running = this.reconcileOnce(budgetMs)
-        .catch((error: unknown) => this.options.onError?.(error, "(reconciler)"))
+        .then(
+          () => this.options.databaseOutage?.succeeded(),
+          (error: unknown) =>
+            isDatabaseUnavailable(error) ? this.options.databaseOutage?.failed(error) : this.options.onError?.(error, "(reconciler)"),
+        )
         .finally(() => {
           running = undefined;
         });

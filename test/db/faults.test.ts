@@ -1,8 +1,16 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { buildApp, createLogger } from "../../src/app.js";
 import { openDatabase } from "../../src/db/database.js";
 import { isDatabaseUnavailable } from "../../src/db/errors.js";
-import { startApp, TEST_JWT_SECRET, TEST_KEY_ENCRYPTION_SECRET, TEST_WEBHOOK_SECRET, type TestApp } from "../helpers/app.js";
+import {
+  startApp,
+  TEST_JWT_SECRET,
+  TEST_KEY_ENCRYPTION_SECRET,
+  TEST_WEBHOOK_SECRET,
+  type TestApp,
+  testConfig,
+} from "../helpers/app.js";
 import { bearer, scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
 import { type ServerProcess, startServer } from "../helpers/server-process.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
@@ -232,5 +240,44 @@ describe("a connection that stops answering", () => {
     proxy.restore();
     await expect.poll(async () => (await fetch(`${t.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
     expect((await request()).status).toBeLessThan(300);
+  });
+});
+
+describe("background work while the database is down", () => {
+  it("logs the outage once when it begins and once when it ends, at warn, without a stack", async () => {
+    const proxy = await startTcpProxy(direct().hostname, Number(direct().port || 5432));
+    const lines: Record<string, unknown>[] = [];
+    const config = testConfig({
+      DATABASE_URL: proxy.urlFor(direct().toString()),
+      LOG_LEVEL: "info",
+      SESSION_RECONCILE_INTERVAL_MS: "100",
+      DATABASE_ACQUIRE_TIMEOUT_MS: "500",
+    });
+    const db = await openDatabase(config);
+    const app = await buildApp({ config, db, logger: createLogger(config, { write: (line: string) => void lines.push(JSON.parse(line)) }) });
+    const outageLines = () => lines.filter((line) => /database/i.test(String(line.msg)) && line.msg !== "request completed");
+    try {
+      proxy.refuse();
+      await expect.poll(outageLines, { timeout: 5000 }).toHaveLength(1);
+      // Metrics stay readable during the outage (the pending-sessions gauge keeps its last value).
+      const scrape = await app.inject({ method: "GET", url: "/metrics" });
+      expect(scrape.statusCode).toBe(200);
+      expect(scrape.body).toContain("joinwindow_pending_sessions");
+      // Ten more reconciler passes fail against the refused database: still one line.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      proxy.restore();
+      await expect.poll(outageLines, { timeout: 5000 }).toHaveLength(2);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const [began, ended] = outageLines();
+      expect(began).toMatchObject({ level: 40, msg: expect.stringMatching(/unreachable/) });
+      expect(ended).toMatchObject({ level: 40, msg: expect.stringMatching(/reachable again/) });
+      expect(outageLines()).toHaveLength(2);
+      expect(lines.filter((line) => Number(line.level) >= 50)).toEqual([]);
+      expect(JSON.stringify(lines)).not.toContain("stack");
+    } finally {
+      await app.close();
+      await db.close();
+      await proxy.close();
+    }
   });
 });

@@ -90,7 +90,12 @@ export default fp(
           help: "Appointments whose provider session is still to be created",
           registers: [registry],
           async collect() {
-            this.set(await count());
+            // While the database is down the gauge keeps its last value: the rest of the scrape still answers.
+            try {
+              this.set(await count());
+            } catch {
+              // the next scrape tries again
+            }
           },
         });
       },
