@@ -1,14 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyHttpOptions,
   type FastifyRequest,
-  type FastifyServerOptions,
   LogController,
   type preHandlerAsyncHookHandler,
 } from "fastify";
@@ -18,7 +18,8 @@ import type { Database } from "./db/database.js";
 import { DatabaseOutageLog } from "./db/outage-log.js";
 import metrics from "./http/plugins/metrics.js";
 import openapi from "./http/plugins/openapi.js";
-import problemDetails, { sendProblem, toAppError } from "./http/plugins/problem-details.js";
+import problemDetails, { problemBody, sendProblem, toAppError } from "./http/plugins/problem-details.js";
+import { AppError, invalidRequest, notFound, notReady } from "./errors.js";
 import security, { rateLimited } from "./http/plugins/security.js";
 import authentication from "./http/plugins/authentication.js";
 import appointmentRoutes from "./http/routes/appointments.js";
@@ -103,26 +104,35 @@ export function createLogger(config: Pick<Config, "logLevel">, destination?: Des
   return destination ? pino(options, destination) : pino(options);
 }
 
-const CLIENT_ERROR_BODY = JSON.stringify({
-  type: "urn:joinwindow:problem:invalid_request",
-  title: "Bad Request",
-  status: 400,
-  detail: "The HTTP request is malformed.",
-  code: "invalid_request",
-});
+/**
+ * A problem+json answer written straight to the socket or the raw response,
+ * for what never reaches Fastify's handlers: HTTP that Node's parser rejects,
+ * a request that took too long to arrive, an `Expect` we cannot meet.
+ */
+function rawProblem(status: number, reason: string, code: string, detail: string) {
+  const body = JSON.stringify(problemBody(new AppError(status, code, reason, detail)));
+  return { body, headers: { "content-type": "application/problem+json; charset=utf-8", "content-length": String(Buffer.byteLength(body)) } };
+}
 
-/** Requests Node's HTTP parser rejects never reach Fastify's handlers; they get the same problem+json. */
+const CLIENT_ERRORS: Record<string, [status: number, reason: string, code: string, detail: string]> = {
+  HPE_HEADER_OVERFLOW: [431, "Request Header Fields Too Large", "invalid_request", "The HTTP request has headers that are too large."],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, "Request Timeout", "request_timeout", "The request did not arrive in time."],
+};
+const MALFORMED: [number, string, string, string] = [400, "Bad Request", "invalid_request", "The HTTP request is malformed."];
+
+/** Requests Node's HTTP server refuses (malformed, too slow) never reach Fastify's handlers; they get the same problem+json. */
 function answerClientError(error: Error & { code?: string }, socket: Duplex) {
   if (!socket.writable) return socket.destroy();
-  const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
-  const body =
-    status === 431
-      ? CLIENT_ERROR_BODY.replace('"status":400', '"status":431').replace("is malformed", "has headers that are too large")
-      : CLIENT_ERROR_BODY;
-  socket.end(
-    `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
-      `content-type: application/problem+json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  const [status, reason, code, detail] = CLIENT_ERRORS[error.code ?? ""] ?? MALFORMED;
+  const { body, headers } = rawProblem(status, reason, code, detail);
+  const head = Object.entries({ ...headers, connection: "close" }).map(([name, value]) => `${name}: ${value}\r\n`);
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\n${head.join("")}\r\n${body}`);
+}
+
+/** RFC 9110 §10.1.1: only `100-continue` is an expectation this server can meet; Node would answer any other with a bare 417. */
+function answerUnmetExpectation(_request: IncomingMessage, response: ServerResponse) {
+  const { body, headers } = rawProblem(417, "Expectation Failed", "expectation_failed", "Only 'Expect: 100-continue' is supported.");
+  response.writeHead(417, headers).end(body);
 }
 
 /** One log line per request ("request completed", with the request), not Fastify's two: logging is a large share of a request's cost. */
@@ -147,14 +157,25 @@ class OneLinePerRequest extends LogController {
   }
 }
 
-function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
+function fastifyOptions(logger: FastifyBaseLogger, config: Config): FastifyHttpOptions<Server, FastifyBaseLogger> {
   return {
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT_BYTES,
     genReqId: requestIdFor,
     // Values are never coerced (API.md): "revision": "3" is a 400, not 3.
     ajv: { customOptions: { coerceTypes: false, allErrors: true } },
-    return503OnClosing: true,
+    // A client gets HTTP_REQUEST_TIMEOUT_MS to send its headers and body (at most 64 KiB): one that trickles
+    // them, or never sends a byte, is answered 408 and cut instead of holding a connection for ever. Time
+    // spent answering does not count. Node looks for overdue requests every second (by default every 30).
+    requestTimeout: config.httpRequestTimeoutMs,
+    http: {
+      headersTimeout: config.httpRequestTimeoutMs,
+      connectionsCheckingInterval: 1000,
+      // Node answers a missing Host with a bare 400; the onRequest hook below answers it as problem+json.
+      requireHostHeader: false,
+    },
+    // Fastify's own answer while closing is plain JSON; the onRequest hook below answers 503 as problem+json.
+    return503OnClosing: false,
     logController: new OneLinePerRequest(),
     // Long enough for a 200-character externalId, percent-encoded; the schema enforces the real limit.
     routerOptions: { maxParamLength: 2048 },
@@ -169,7 +190,8 @@ function fastifyOptions(logger: FastifyBaseLogger): FastifyServerOptions {
  * server (server.ts) and the tests call exactly this; only the config differs.
  */
 export async function buildApp({ config, db, logger = createLogger(config), now = () => new Date() }: AppOptions) {
-  const app = Fastify(fastifyOptions(logger)).withTypeProvider<TypeBoxTypeProvider>();
+  const app = Fastify(fastifyOptions(logger, config)).withTypeProvider<TypeBoxTypeProvider>();
+  app.server.on("checkExpectation", answerUnmetExpectation);
 
   // Hooks that run on every request take a callback rather than returning a promise: one allocation
   // and one microtask fewer each, on every answer.
@@ -195,6 +217,19 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   // Only JSON (and form bodies where a route registers them): text/plain is a 415, not a string body.
   app.removeContentTypeParser("text/plain");
   await app.register(security, { config });
+  // After the security headers and the per-address limit, before any body is read.
+  app.addHook("onRequest", (request, reply, done) => {
+    if (closing) {
+      reply.header("connection", "close");
+      return void sendProblem(reply, notReady("The service is shutting down; try again (another instance answers).", 1));
+    }
+    if (request.raw.httpVersion === "1.1" && request.headers.host === undefined) {
+      return void sendProblem(reply, invalidRequest("An HTTP/1.1 request needs a Host header."));
+    }
+    // A route that does not exist is a 404 whatever its body: matching the route wins over parsing the body.
+    if (request.is404) return void sendProblem(reply, notFound("No such route."));
+    done();
+  });
   await app.register(openapi, { version });
   await app.register(authentication, { config, now: () => now().getTime() });
 

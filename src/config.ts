@@ -45,6 +45,7 @@ export interface Config {
   rateLimitJoinPerMinute: number;
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
+  httpRequestTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -204,6 +205,11 @@ export const variables = {
     default: 10000,
     description: "grace period for in-flight requests",
   },
+  HTTP_REQUEST_TIMEOUT_MS: {
+    parse: integer(500, 120000),
+    default: 10000,
+    description: "a client must send its whole request (headers and body) within this, else 408 and the connection is closed",
+  },
 } satisfies Record<string, VariableSpec<unknown>>;
 
 type Variables = typeof variables;
@@ -276,6 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     rateLimitJoinPerMinute: v.RATE_LIMIT_JOIN_PER_MINUTE,
     logLevel: v.LOG_LEVEL,
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
+    httpRequestTimeoutMs: v.HTTP_REQUEST_TIMEOUT_MS,
   };
 }
 
