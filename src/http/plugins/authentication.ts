@@ -1,9 +1,9 @@
-import { type JsonWebKey, type KeyObject, createPublicKey } from "node:crypto";
+import { KeyObject, createPublicKey } from "node:crypto";
 import fastifyJwt, { type FastifyJWTOptions, type TokenOrHeader } from "@fastify/jwt";
 import type { Algorithm } from "fast-jwt";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import buildGetJwks from "get-jwks";
+import { type CryptoKey, createRemoteJWKSet, customFetch, errors } from "jose";
 import type { Config } from "../../config.js";
 import { AppError } from "../../errors.js";
 
@@ -11,8 +11,9 @@ import { AppError } from "../../errors.js";
  * Bearer JWTs from the organisation's identity provider (API.md "Actors and
  * how each authenticates"): verified with AUTH_JWT_SECRET (HS256),
  * AUTH_JWT_PUBLIC_KEY (algorithm pinned to the key's type) or AUTH_JWKS_URL
- * (keys fetched by `kid`). Every failure is a 401 `unauthenticated` whose
- * detail is one of our own sentences, never library text or token content.
+ * (the provider's whole key set, the key picked by `kid`). Every failure is a
+ * 401 `unauthenticated` whose detail is one of our own sentences, never
+ * library text or token content.
  */
 
 export interface Caller {
@@ -41,6 +42,8 @@ export interface AuthenticationOptions {
   config: AuthenticationConfig;
   /** Epoch milliseconds; tests inject a clock. */
   now?: () => number;
+  /** How long one AUTH_JWKS_URL fetch may take (default 5 s); tests of a hung provider shorten it. */
+  jwksFetchTimeoutMs?: number;
 }
 
 /**
@@ -142,74 +145,112 @@ function staticPublicKey(pem: string): { pem: string; algorithms: Algorithm[] } 
   return { pem: key.export({ type: "spki", format: "pem" }) as string, algorithms };
 }
 
-/** Cache and refetch policy for AUTH_JWKS_URL (see keySource). */
-const JWKS_KEY_TTL_MS = 10 * 60_000;
-const JWKS_REFETCH_INTERVAL_MS = 60_000;
+/**
+ * Cache and refetch policy for AUTH_JWKS_URL (see jwksKeySource). The floor
+ * keeps a provider that says `no-cache` from being asked on every request;
+ * the ceiling bounds how long a key the provider has withdrawn still verifies.
+ */
 const JWKS_FETCH_TIMEOUT_MS = 5_000;
-const JWKS_MAX_KEYS = 100;
+const JWKS_COOLDOWN_MS = 5_000;
+const JWKS_MAX_AGE_DEFAULT_MS = 10 * 60_000;
+const JWKS_MAX_AGE_FLOOR_MS = 60_000;
+const JWKS_MAX_AGE_CEILING_MS = 60 * 60_000;
 
-type Jwk = Record<string, unknown>;
-
-/** get-jwks joins `domain` and `jwksPath`; splitting the URL makes it fetch exactly AUTH_JWKS_URL. */
-function splitJwksUrl(jwksUrl: string): { domain: string; jwksPath: string } {
-  const url = new URL(jwksUrl);
-  // An empty jwksPath would make get-jwks fall back to /.well-known/jwks.json; "./" resolves to "/".
-  const jwksPath = `${url.pathname}${url.search}`.replace(/^\/+/, "") || "./";
-  return { domain: `${url.origin}/`, jwksPath };
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** How long a fetched key set stays fresh, from its Cache-Control max-age less its Age (RFC 9111 §4.2). */
+export function jwksMaxAgeMs(cacheControl: string | null, age: string | null): number {
+  if (cacheControl === null) return JWKS_MAX_AGE_DEFAULT_MS;
+  if (/(?:^|,)\s*no-(?:cache|store)\s*(?:,|$)/i.test(cacheControl)) return JWKS_MAX_AGE_FLOOR_MS;
+  const maxAge = /(?:^|,)\s*max-age\s*=\s*"?(\d+)"?\s*(?:,|$)/i.exec(cacheControl)?.[1];
+  if (maxAge === undefined) return JWKS_MAX_AGE_DEFAULT_MS;
+  const ageSeconds = /^\d+$/.test(age?.trim() ?? "") ? Number(age) : 0;
+  const ms = (Number(maxAge) - ageSeconds) * 1000;
+  return Math.min(Math.max(ms, JWKS_MAX_AGE_FLOOR_MS), JWKS_MAX_AGE_CEILING_MS);
 }
 
 /**
- * The key lookup @fastify/jwt calls with the decoded token. get-jwks fetches
- * AUTH_JWKS_URL and caches each key by (alg, kid); a key older than
- * JWKS_KEY_TTL_MS is fetched again, so rotation and withdrawal are picked up.
- * Around it:
- * - a kid never seen before may trigger a fetch at most once a minute, so a
- *   flood of made-up kids cannot hammer the identity provider;
- * - get-jwks' own stale fallback is cleared before each refetch (it would keep
- *   serving a key the provider has withdrawn); instead, while the provider is
- *   unreachable, a kid it did publish keeps working and no fetch is tried
- *   for a minute.
+ * The key lookup @fastify/jwt calls with the decoded token. jose's remote key
+ * set fetches AUTH_JWKS_URL (with a timeout, one fetch at a time) and picks
+ * the key for `kid` and `alg` from the whole set, so every key the provider
+ * publishes verifies at once. When to fetch is decided here, on the injected
+ * clock, because jose's own schedule neither reads Cache-Control nor keeps
+ * serving its last set once a refetch fails:
+ * - the set is refetched when its max-age (jwksMaxAgeMs) runs out;
+ * - a `kid` not in the set triggers a refetch, so a rotated-in key works
+ *   within seconds;
+ * - the provider is asked at most once per JWKS_COOLDOWN_MS, whatever the
+ *   reason, so a flood of made-up kids costs one fetch per cooldown;
+ * - a failed fetch leaves the last good set in use, and while the provider is
+ *   failing a stale set answers at once instead of waiting for each retry.
  */
-function jwksKeySource(jwksUrl: string, now: () => number) {
-  const { domain, jwksPath } = splitJwksUrl(jwksUrl);
-  const jwks = buildGetJwks({ max: JWKS_MAX_KEYS, ttl: JWKS_KEY_TTL_MS, providerDiscovery: false, jwksPath });
-  // Keys the provider did publish, by get-jwks cache key; ages follow the injected clock.
-  const published = new Map<string, { jwk: Jwk; fetchedAt: number }>();
-  const pems = new WeakMap<Jwk, { pem: string; algorithms: Algorithm[] }>();
-  let unknownKidFetchAt = -Infinity;
-  let failedAt = -Infinity;
+function jwksKeySource(jwksUrl: string, now: () => number, fetchTimeoutMs: number) {
+  // Written by the fetch, read once jose has accepted the set it answered.
+  let fetchedMaxAgeMs = JWKS_MAX_AGE_DEFAULT_MS;
+  const keySet = createRemoteJWKSet(new URL(jwksUrl), {
+    timeoutDuration: fetchTimeoutMs,
+    // jose fetches only when reload() is called (or before it holds any set, which refresh() covers).
+    cacheMaxAge: Infinity,
+    cooldownDuration: Infinity,
+    [customFetch]: async (url, init) => {
+      const response = await fetch(url, init);
+      fetchedMaxAgeMs = jwksMaxAgeMs(response.headers.get("cache-control"), response.headers.get("age"));
+      return response;
+    },
+  });
+  let loaded = false;
+  let lastFetchFailed = false;
+  let staleAt = -Infinity;
+  let nextFetchAt = -Infinity;
+  let pending: Promise<void> | undefined;
+  const pems = new WeakMap<CryptoKey, { pem: string; algorithms: Algorithm[] }>();
 
-  function remember(cacheKey: string, jwk: Jwk, fetchedAt: number) {
-    published.delete(cacheKey);
-    published.set(cacheKey, { jwk, fetchedAt });
-    if (published.size > JWKS_MAX_KEYS) published.delete(published.keys().next().value as string);
+  /** Starts a fetch unless one is running (then shares it) or the cooldown forbids it; never rejects. */
+  function refresh(log: FastifyBaseLogger): Promise<void> {
+    if (pending === undefined && now() >= nextFetchAt) {
+      pending = keySet
+        .reload()
+        .then(
+          () => {
+            loaded = true;
+            lastFetchFailed = false;
+            staleAt = now() + fetchedMaxAgeMs;
+          },
+          (error: unknown) => {
+            lastFetchFailed = true;
+            // fetch() says only "fetch failed"; its cause names the network error (ECONNREFUSED, …).
+            const { message, cause } = error as { message?: unknown; cause?: { code?: unknown } };
+            log.warn({ reason: message, cause: cause?.code }, "identity provider's JWKS could not be fetched");
+          },
+        )
+        .finally(() => {
+          nextFetchAt = now() + JWKS_COOLDOWN_MS;
+          pending = undefined;
+        });
+    }
+    return pending ?? Promise.resolve();
   }
 
-  function pemFor(jwk: Jwk, alg: string): string {
-    let entry = pems.get(jwk);
+  /**
+   * The key for `alg` and `kid` in the set in use, or undefined if it has none. jose matches the kid, the key
+   * type and curve alg needs, the JWK's own alg if it names one, and `use` "sig" if it names one; a symmetric
+   * JWK never matches the asymmetric algorithms allowed here.
+   */
+  async function keyInSet(alg: string, kid: string): Promise<CryptoKey | undefined> {
+    try {
+      return await keySet({ alg, kid });
+    } catch (error) {
+      if (error instanceof errors.JWKSNoMatchingKey) return undefined;
+      // E.g. several keys with this kid, or a JWK that is not a valid public key.
+      throw unauthenticated(REJECTED);
+    }
+  }
+
+  function pemFor(key: CryptoKey, alg: string): string {
+    let entry = pems.get(key);
     if (!entry) {
-      if (jwk.use !== undefined && jwk.use !== "sig") throw unauthenticated(REJECTED);
-      let key: KeyObject;
-      try {
-        // Throws for kty "oct": a symmetric JWK must never verify anything here.
-        key = createPublicKey({ key: jwk as JsonWebKey, format: "jwk" });
-      } catch {
-        throw unauthenticated(REJECTED);
-      }
-      entry = { pem: key.export({ type: "spki", format: "pem" }) as string, algorithms: algorithmsFor(key) };
-      pems.set(jwk, entry);
+      const keyObject = KeyObject.from(key);
+      const pem = keyObject.export({ type: "spki", format: "pem" }) as string;
+      entry = { pem, algorithms: algorithmsFor(keyObject) };
+      pems.set(key, entry);
     }
     if (!entry.algorithms.includes(alg as Algorithm)) throw unauthenticated(REJECTED);
     return entry.pem;
@@ -222,47 +263,20 @@ function jwksKeySource(jwksUrl: string, now: () => number) {
     if (typeof alg !== "string" || !JWKS_ALGORITHMS.includes(alg as Algorithm)) throw unauthenticated(REJECTED);
     if (typeof kid !== "string" || kid.length === 0 || kid.length > 256) throw unauthenticated(UNKNOWN_KEY);
 
-    const cacheKey = jwks.generateCacheKey(alg, kid, domain);
-    const t = now();
-    const known = published.get(cacheKey);
-    // A cached entry may also be a fetch in flight, which concurrent requests share.
-    const cached = jwks.cache.get(cacheKey) !== undefined;
-    if (!cached || (known && t - known.fetchedAt >= JWKS_KEY_TTL_MS)) {
-      if (t - failedAt < JWKS_REFETCH_INTERVAL_MS) {
-        if (known) return pemFor(known.jwk, alg);
-        throw unauthenticated(KEY_UNAVAILABLE);
-      }
-      if (known) {
-        // Requests arriving during the refetch share it instead of starting their own.
-        known.fetchedAt = t;
-      } else {
-        if (t - unknownKidFetchAt < JWKS_REFETCH_INTERVAL_MS) throw unauthenticated(UNKNOWN_KEY);
-        unknownKidFetchAt = t;
-      }
-      jwks.cache.delete(cacheKey);
-      jwks.staleCache.delete(cacheKey);
+    if (now() >= staleAt) {
+      const refreshed = refresh(request.log);
+      if (!loaded || !lastFetchFailed) await refreshed;
     }
+    if (!loaded) throw unauthenticated(KEY_UNAVAILABLE);
 
-    let jwk: Jwk;
-    try {
-      jwk = await withTimeout(jwks.getJwk({ domain, alg, kid }), JWKS_FETCH_TIMEOUT_MS);
-    } catch (error) {
-      // get-jwks moves a failed lookup into its stale cache on delete; it must not be served later.
-      jwks.staleCache.delete(cacheKey);
-      const code = (error as { code?: unknown }).code;
-      if (code === "JWK_NOT_FOUND" || code === "NO_JWKS") {
-        published.delete(cacheKey);
-        throw unauthenticated(UNKNOWN_KEY);
-      }
-      failedAt = now();
-      request.log.warn({ reason: (error as Error).message }, "identity provider's JWKS could not be fetched");
-      const stale = published.get(cacheKey);
-      if (stale) return pemFor(stale.jwk, alg);
-      throw unauthenticated(KEY_UNAVAILABLE);
+    let key = await keyInSet(alg, kid);
+    if (key === undefined) {
+      // Perhaps rotated in since the last fetch (or fetched meanwhile by a concurrent request).
+      await refresh(request.log);
+      key = await keyInSet(alg, kid);
+      if (key === undefined) throw unauthenticated(lastFetchFailed ? KEY_UNAVAILABLE : UNKNOWN_KEY);
     }
-    const pem = pemFor(jwk, alg);
-    if (published.get(cacheKey)?.jwk !== jwk) remember(cacheKey, jwk, t);
-    return pem;
+    return pemFor(key, alg);
   };
 }
 
@@ -321,7 +335,7 @@ function callerFrom(payload: unknown): Caller {
 }
 
 export default fp(
-  async function authentication(app: FastifyInstance, { config, now }: AuthenticationOptions) {
+  async function authentication(app: FastifyInstance, { config, now, jwksFetchTimeoutMs }: AuthenticationOptions) {
     const presented = new WeakMap<FastifyRequest, string>();
     const verify: NonNullable<FastifyJWTOptions["verify"]> = {
       requiredClaims: [
@@ -351,7 +365,8 @@ export default fp(
       secret = { public: key.pem };
       verify.algorithms = key.algorithms;
     } else if (config.authJwksUrl !== undefined) {
-      secret = { public: jwksKeySource(config.authJwksUrl, now ?? Date.now) };
+      const timeoutMs = jwksFetchTimeoutMs ?? JWKS_FETCH_TIMEOUT_MS;
+      secret = { public: jwksKeySource(config.authJwksUrl, now ?? Date.now, timeoutMs) };
       verify.algorithms = JWKS_ALGORITHMS;
     }
     // `{ public }` only: this service verifies user tokens and never signs them.
