@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { adminUrl, checkpoint, createDatabase, Dataset, dropAllCreated, dropDatabase, tableCounts } from "./lib/db.mjs";
-import { repoRoot, startBaseline, startService, stopAll } from "./lib/processes.mjs";
+import { APPLICATION_NAMES, repoRoot, startBaseline, startService, stopAll } from "./lib/processes.mjs";
 import { NoiseMeter, waitForQuiet } from "./lib/noise.mjs";
 import { formatReport, median, round, summariseLegs, TARGETS } from "./lib/report.mjs";
 import { CONNECTIONS, Jwts, makeSecrets, Picker, runLeg, sanityCheck } from "./lib/scenarios.mjs";
@@ -35,8 +35,10 @@ function parseArgs(argv) {
       process.exit(2);
     }
   }
-  options.rounds ??= options.quick ? 3 : 5;
-  options.legSeconds ??= options.quick ? 4 : 6;
+  // Many short rounds rather than a few long ones: each round's service leg is compared with the baseline
+  // leg next to it, so the machine's drift (20-40 % over minutes here) cancels out within a round.
+  options.rounds ??= options.quick ? 6 : 10;
+  options.legSeconds ??= options.quick ? 2 : 3;
   // Not measured. The service's JIT needs several seconds per scenario before its cost per request settles.
   options.warmSeconds = { service: options.quick ? 3 : 5, baseline: options.quick ? 1 : 2 };
   options.growth ??= !options.quick;
@@ -134,8 +136,13 @@ async function compare(scenario, service, baseline, context, { rounds = options.
       const cpuBefore = target.cpuMs();
       await context.noise.start([service.pid, baseline.pid]);
       const leg = await runLeg(target.url, scenario, context, legSeconds);
-      leg.foreignCpuPct = await context.noise.stop();
-      leg.cpuMsPerRequest = leg.requests ? round((target.cpuMs() - cpuBefore) / leg.requests, 3) : null;
+      const { foreignCpuPct, backendCpuMs } = await context.noise.stop();
+      const ownCpuMs = target.cpuMs() - cpuBefore;
+      leg.foreignCpuPct = foreignCpuPct;
+      leg.cpuMsPerRequest = leg.requests ? round(ownCpuMs / leg.requests, 3) : null;
+      // The process and the Postgres backends serving it: the whole cost of its requests on this machine.
+      leg.dbCpuMsPerRequest = leg.requests ? round((backendCpuMs[APPLICATION_NAMES[target.name]] ?? 0) / leg.requests, 3) : null;
+      leg.totalCpuMsPerRequest = leg.requests ? round(leg.cpuMsPerRequest + leg.dbCpuMsPerRequest, 3) : null;
       const scanned = target.drainLog();
       if (target === service) {
         serviceLog.bytes += scanned.bytes;
@@ -152,6 +159,7 @@ async function compare(scenario, service, baseline, context, { rounds = options.
     log(
       `${label} round ${r + 1}/${rounds}: service ${s.rps.toFixed(0)} req/s p99 ${s.p99Ms} ms (${s.errors} errors), ` +
         `baseline ${b.rps.toFixed(0)} req/s p99 ${b.p99Ms} ms (${b.errors} errors), ratio ${(s.rps / b.rps).toFixed(2)}, ` +
+        `CPU ratio ${(b.totalCpuMsPerRequest / s.totalCpuMsPerRequest).toFixed(2)}, ` +
         `service RSS ${service.rss.lastMb.toFixed(0)} MB, other work on the machine ${s.foreignCpuPct}% / ${b.foreignCpuPct}%`,
     );
   }
@@ -302,7 +310,12 @@ async function main() {
       p99Ms: s.p99Ms,
       errors: s.errors,
       baselineRps: b.rps,
-      ratio: s.rps && b.rps ? round(s.rps / b.rps) : null,
+      // Throughput ratio: the median over rounds of service req/s ÷ the baseline's in the same round.
+      ratio: round(median(legs.service.map((l, i) => l.rps / legs.baseline[i].rps))),
+      // CPU ratio: baseline ÷ service CPU time per request, each process with its Postgres backends (also
+      // a median over rounds). It is what the throughput ratio would be if both were bound by the same CPUs,
+      // and scheduling noise moves it far less.
+      cpuRatio: round(median(legs.service.map((l, i) => legs.baseline[i].totalCpuMsPerRequest / l.totalCpuMsPerRequest))),
     };
     details.scenarios[name] = {
       maxMs: s.maxMs,
@@ -314,8 +327,11 @@ async function main() {
       },
       statusCodes: s.statusCodes,
       requests: s.requests,
-      // The ratio of medians above, and the median of each round's ratio (a check on drift).
-      medianRoundRatio: round(median(legs.service.map((l, i) => l.rps / legs.baseline[i].rps))),
+      // The ratio of the medians (the figure reported before the per-round ratio), as a check on drift.
+      ratioOfMedians: s.rps && b.rps ? round(s.rps / b.rps) : null,
+      // CPU ms per request, service with its backends and baseline with its backends (medians).
+      totalCpuMsPerRequest: { service: s.totalCpuMsPerRequest, baseline: b.totalCpuMsPerRequest },
+      dbCpuMsPerRequest: { service: s.dbCpuMsPerRequest, baseline: b.dbCpuMsPerRequest },
       serviceLog,
       baseline: b,
       legs,

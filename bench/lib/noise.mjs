@@ -23,14 +23,16 @@ export class NoiseMeter {
     this.databaseName = databaseName;
   }
 
-  async backendPids() {
+  /** The bench database's backends, with the application_name of the process each serves. */
+  async backends() {
     const client = new pg.Client({ connectionString: this.databaseUrl });
     await client.connect();
     try {
-      const { rows } = await client.query("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [
-        this.databaseName,
-      ]);
-      return rows.map((r) => r.pid);
+      const { rows } = await client.query(
+        "SELECT pid, application_name FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        [this.databaseName],
+      );
+      return new Map(rows.map((r) => [r.pid, r.application_name]));
     } finally {
       await client.end();
     }
@@ -39,8 +41,8 @@ export class NoiseMeter {
   /** Call before a leg with the pids of the processes under test. */
   async start(pids) {
     this.pids = pids;
-    this.backends = await this.backendPids();
-    this.ours = this.ownCpu(this.backends);
+    this.backendsBefore = await this.backends();
+    this.ours = this.ownCpu([...this.backendsBefore.keys()]);
     this.machine = machineCpuMs();
     this.self = process.cpuUsage();
     this.wall = performance.now();
@@ -52,20 +54,27 @@ export class NoiseMeter {
     return perPid;
   }
 
-  /** Share of all CPUs (0–100) used by other work during the leg. */
+  /**
+   * After the leg: the share of all CPUs (0–100) used by other work, and the
+   * CPU time (ms) the Postgres backends spent per application_name.
+   */
   async stop() {
     const machine = machineCpuMs();
     const self = process.cpuUsage(this.self);
     const wallMs = performance.now() - this.wall;
-    const backends = [...new Set([...this.backends, ...(await this.backendPids().catch(() => []))])];
-    const after = this.ownCpu(backends);
+    const backends = new Map([...this.backendsBefore, ...(await this.backends().catch(() => new Map()))]);
+    const after = this.ownCpu([...backends.keys()]);
     let ours = (self.user + self.system) / 1000;
+    const backendCpuMs = {};
     for (const [pid, ms] of after) {
-      const before = this.ours.get(pid) ?? 0; // a backend that appeared during the leg started at ~0
-      if (Number.isFinite(ms)) ours += ms - before;
+      if (!Number.isFinite(ms)) continue; // a backend that ended during the leg: its time is lost, and tiny
+      const spent = ms - (this.ours.get(pid) ?? 0); // a backend that appeared during the leg started at ~0
+      ours += spent;
+      const application = backends.get(pid);
+      if (application !== undefined) backendCpuMs[application] = (backendCpuMs[application] ?? 0) + spent;
     }
     const foreign = Math.max(0, machine.busy - this.machine.busy - ours);
-    return Math.round((1000 * foreign) / (wallMs * os.cpus().length)) / 10;
+    return { foreignCpuPct: Math.round((1000 * foreign) / (wallMs * os.cpus().length)) / 10, backendCpuMs };
   }
 }
 

@@ -118,6 +118,18 @@ async function startProcess({ name, args, env, logFile, timeoutMs = 30_000 }) {
 }
 
 /**
+ * Each process connects with its own application_name, so that the bench can
+ * tell its Postgres backends (and their CPU time) from the other's.
+ */
+export const APPLICATION_NAMES = { service: "jw-bench-service", baseline: "jw-bench-baseline" };
+
+function withApplicationName(databaseUrl, name) {
+  const url = new URL(databaseUrl);
+  url.searchParams.set("application_name", name);
+  return url.toString();
+}
+
+/**
  * The service exactly as deployed: production mode, default log level and
  * metrics; only the two rate limits are off (a load test from one address
  * and a few thousand users would otherwise measure the limiter's 429s).
@@ -131,7 +143,7 @@ export function startService({ databaseUrl, secrets, logFile, nodeArgs = [] }) {
       NODE_ENV: "production",
       HOST: "127.0.0.1",
       PORT: "0",
-      DATABASE_URL: databaseUrl,
+      DATABASE_URL: withApplicationName(databaseUrl, APPLICATION_NAMES.service),
       WEBHOOK_SECRET: secrets.webhookSecret,
       AUTH_JWT_SECRET: secrets.authJwtSecret,
       KEY_ENCRYPTION_SECRET: secrets.keyEncryptionSecret,
@@ -150,7 +162,7 @@ export function startBaseline({ databaseUrl, secrets, logFile, nodeArgs = [] }) 
       NODE_ENV: "production",
       HOST: "127.0.0.1",
       PORT: "0",
-      DATABASE_URL: databaseUrl,
+      DATABASE_URL: withApplicationName(databaseUrl, APPLICATION_NAMES.baseline),
       WEBHOOK_SECRET: secrets.webhookSecret,
       AUTH_JWT_SECRET: secrets.authJwtSecret,
     },

@@ -18,6 +18,8 @@ export function summariseLegs(legs) {
     p99Ms: round(median(legs.map((l) => l.p99Ms))),
     maxMs: round(median(legs.map((l) => l.maxMs))),
     cpuMsPerRequest: round(median(legs.map((l) => l.cpuMsPerRequest)), 3),
+    dbCpuMsPerRequest: round(median(legs.map((l) => l.dbCpuMsPerRequest)), 3),
+    totalCpuMsPerRequest: round(median(legs.map((l) => l.totalCpuMsPerRequest)), 3),
     errors: legs.reduce((sum, l) => sum + l.errors, 0),
     requests: legs.reduce((sum, l) => sum + l.requests, 0),
     statusCodes: legs.reduce((all, l) => {
@@ -65,7 +67,8 @@ export function formatReport(report, details) {
       pad("ratio", 6),
       pad("target", 7),
       pad("", 6),
-      pad("CPU ms/req svc/base", 19),
+      pad("CPU ratio", 9),
+      pad("CPU ms/req svc/base (with Postgres)", 35),
     ].join(" "),
   );
   for (const [name, s] of Object.entries(report.scenarios)) {
@@ -85,7 +88,8 @@ export function formatReport(report, details) {
         pad(s.ratio, 6),
         pad(`≥${target}`, 7),
         pad(mark(s.ratio === null ? null : s.ratio >= target), 6, true),
-        pad(`${d.cpuMsPerRequest} / ${d.baseline.cpuMsPerRequest}`, 19),
+        pad(s.cpuRatio, 9),
+        pad(`${d.cpuMsPerRequest} / ${d.baseline.cpuMsPerRequest} (${d.totalCpuMsPerRequest.service} / ${d.totalCpuMsPerRequest.baseline})`, 35),
       ].join(" "),
     );
   }
