@@ -66,8 +66,9 @@ describe("the join page in Chromium", () => {
     return res.json();
   }
 
-  async function schedule(options: ScheduleOptions) {
+  async function schedule({ agentName, ...options }: ScheduleOptions & { agentName?: string }) {
     const event = scheduledEvent(options);
+    if (agentName) event.data.agent.name = agentName;
     const { appointment } = await deliver(event);
     return {
       externalId: event.data.externalId,
@@ -91,6 +92,18 @@ describe("the join page in Chromium", () => {
   const stateOf = (page: Page) => page.locator(".card").getAttribute("data-state");
   const statusText = (page: Page) => page.locator("#jw-status").innerText();
   const joinButton = (page: Page) => page.locator("#jw-join");
+  /** Everything in the page, shown or not. */
+  const pageText = (page: Page) => page.evaluate("document.body.textContent") as Promise<string>;
+
+  /** The joined view in plain words: "joined" said once, no role names, no session id in what is shown. */
+  async function expectPlainJoined(page: Page, sessionId: string) {
+    expect(await page.locator("#jw-session-title").innerText()).toBe("You have joined the appointment");
+    const shown = await page.locator(".card").innerText();
+    expect(shown.match(/joined/gi), shown).toHaveLength(1);
+    expect(shown).not.toMatch(/moderator|participant|publisher|session/i);
+    expect(shown).not.toContain(sessionId);
+    expect(await statusText(page)).toMatch(/^Keep this page open during the appointment\. The room stays open until \d\d:\d\d/);
+  }
 
   async function expectState(page: Page, state: string) {
     await expect.poll(() => stateOf(page), { timeout: 30_000 }).toBe(state);
@@ -183,12 +196,16 @@ describe("the join page in Chromium", () => {
 
       await joinButton(v.page).click();
       await expectState(v.page, "joined");
-      const details = await v.page.locator(".session-details").innerText();
-      expect(details).toContain(a.sessionId);
-      expect(details).toContain("moderator (agent)");
-      expect(await v.page.locator("#video").innerText()).toContain(a.sessionId);
       // Focus follows the outcome, for keyboard and screen-reader users.
       expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-session-title");
+      await expectPlainJoined(v.page, a.sessionId);
+      // The agent has the session's details folded away, one Tab and Enter from the heading.
+      await v.page.keyboard.press("Tab");
+      expect(await v.page.evaluate("document.activeElement.textContent")).toBe("Technical details");
+      await v.page.keyboard.press("Enter");
+      const details = await v.page.locator(".technical").innerText();
+      expect(details).toContain(a.sessionId);
+      expect(details).toContain("local");
 
       const events = await t.app.inject({ method: "GET", url: `/v1/appointments/${a.externalId}/events`, headers: operator });
       expect(events.json().events.filter((e: { type: string }) => e.type === "token.issued")).toHaveLength(1);
@@ -203,7 +220,7 @@ describe("the join page in Chromium", () => {
     "the collision prompt leaves the other appointment and joins this one, by keyboard",
     async () => {
       const customer = `cust-${Date.now()}`;
-      const other = await schedule({ startsInMinutes: 0, customerId: customer });
+      const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
       const a = await schedule({ startsInMinutes: 2, customerId: customer });
       const first = await t.app.inject({
         method: "POST",
@@ -218,7 +235,11 @@ describe("the join page in Chromium", () => {
       await joinButton(v.page).focus();
       await v.page.keyboard.press("Enter");
       await expectState(v.page, "collision");
-      expect(await v.page.locator(".collision").innerText()).toContain(other.externalId);
+      // Who and when, in the viewer's zone, read from the other appointment; never its id.
+      await expect
+        .poll(() => v.page.locator(".collision p").innerText())
+        .toMatch(new RegExp(`^You are still connected to your appointment with Dr\\. Okafor on .*\\b${hourMinute(other.startsAt, "Europe/Berlin")} CET\\. `));
+      expect(await pageText(v.page)).not.toContain(other.externalId);
       expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-collision-title");
       await screenshot(v.page, "04-collision");
       await expectClean(v);
@@ -227,7 +248,10 @@ describe("the join page in Chromium", () => {
       expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-supersede");
       await v.page.keyboard.press("Enter");
       await expectState(v.page, "joined");
-      expect(await v.page.locator(".session-details").innerText()).toContain("participant (customer)");
+      await expectPlainJoined(v.page, a.sessionId);
+      // A patient gets no technical details at all, not even hidden ones.
+      expect(await v.page.locator(".technical").isHidden()).toBe(true);
+      expect(await pageText(v.page)).not.toContain(a.sessionId);
 
       const introspection = await t.app.inject({
         method: "POST",
@@ -238,6 +262,43 @@ describe("the join page in Chromium", () => {
       expect(introspection.json()).toMatchObject({ active: false, reason: "revoked", revocationReason: "superseded" });
       await screenshot(v.page, "05-joined-after-supersede");
       await expectClean(v);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "the collision prompt stays neutral when the other appointment cannot be read, and staying keeps the Join button",
+    async () => {
+      const customer = `cust-${Date.now()}`;
+      const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
+      const a = await schedule({ startsInMinutes: 2, customerId: customer });
+      const first = await t.app.inject({
+        method: "POST",
+        url: `/v1/appointments/${other.externalId}/join-token`,
+        headers: bearer(userJwt(customer)),
+      });
+      expect(first.statusCode).toBe(201);
+
+      const v = await visit(a.externalId, customer);
+      await v.page.route(`**/v1/appointments/${other.externalId}`, (route) =>
+        route.fulfill({ status: 503, contentType: "application/problem+json", body: '{"code":"not_ready"}' }),
+      );
+      await v.go();
+      await expectState(v.page, "open");
+      await joinButton(v.page).click();
+      await expectState(v.page, "collision");
+      await expect.poll(() => v.requests.filter((url) => url.endsWith(`/v1/appointments/${other.externalId}`))).toHaveLength(1);
+      expect(await v.page.locator(".collision p").innerText()).toBe(
+        "You are still connected to another appointment. Joining this one disconnects you from it.",
+      );
+      await expectClean(v);
+
+      await v.page.keyboard.press("Tab");
+      await v.page.keyboard.press("Tab");
+      expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-stay");
+      await v.page.keyboard.press("Enter");
+      await expectState(v.page, "open");
+      expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-join");
     },
     TEST_TIMEOUT,
   );
