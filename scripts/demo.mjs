@@ -1,12 +1,13 @@
-// `npm run demo`: builds, starts the service (embedded database in DATA_DIR,
-// built-in local video provider, development secrets), books two sample
-// appointments for the same customer through a signed webhook — one open now,
-// one whose customer window opens in about two minutes — and prints join
-// links with development sign-in tokens in the URL fragment. Ctrl-C stops it.
+// `npm run demo`: builds when dist/ is out of date, starts the service
+// (embedded database in DATA_DIR, built-in local video provider, development
+// secrets), books two sample appointments for the same customer through a
+// signed webhook — one open now, one whose customer window opens in about two
+// minutes — and prints join links with development sign-in tokens in the URL
+// fragment. Ctrl-C stops it.
 //
 //   npm run demo                 (PORT=3001 npm run demo for another port)
-//   node scripts/demo.mjs --no-build   when dist/ is already fresh
-import { execSync, spawn } from "node:child_process";
+//   node scripts/demo.mjs --no-build   skips even the check that dist/ is up to date
+import { spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -31,8 +32,8 @@ function fail(message) {
 }
 
 if (!values["no-build"]) {
-  console.log("demo: building…");
-  execSync("npm run build --silent", { cwd: root, stdio: "inherit" });
+  const build = spawnSync(process.execPath, [path.join(root, "scripts/build.mjs"), "--if-stale"], { stdio: "inherit" });
+  if (build.status !== 0) fail("the build failed (see above)");
 }
 
 // The demo is self-contained: embedded database, local provider and the
@@ -162,14 +163,19 @@ const appointments = [
 
 const relativeDataDir = path.relative(process.cwd(), dataDir);
 const shownDataDir = relativeDataDir && !relativeDataDir.startsWith("..") ? relativeDataDir : dataDir;
-const clock = (iso) => new Date(iso).toLocaleTimeString();
+// Every time with its zone: this machine's (UTC on most servers), and the appointment's own for its start.
+const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const shownZone = /^(Etc\/)?(UTC|GMT|Universal|Zulu)$/.test(localZone) ? "UTC" : localZone;
+const clock = (iso, timeZone = shownZone) =>
+  `${new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZone }).format(new Date(iso))} ${timeZone}`;
 console.log(`
 joinwindow demo: the service is at ${base} (embedded database in ${shownDataDir}, local video provider, API docs at ${base}/docs)
 `);
 for (const [index, { label, appointment }] of appointments.entries()) {
   const link = (userId) => `${base}/join/${encodeURIComponent(appointment.externalId)}#token=${devToken(userId)}`;
   console.log(`${index + 1}. ${appointment.externalId}: ${appointment.agent.name} with ${appointment.customer.name}, ${label}`);
-  console.log(`   starts ${clock(appointment.startsAt)}; the room opens for the agent at ${clock(appointment.join.agentOpensAt)}, for the customer at ${clock(appointment.join.customerOpensAt)}`);
+  console.log(`   starts ${clock(appointment.startsAt)} (${clock(appointment.startsAt, appointment.timeZone)}, the appointment's zone)`);
+  console.log(`   the room opens for the agent at ${clock(appointment.join.agentOpensAt)}, for the customer at ${clock(appointment.join.customerOpensAt)}`);
   console.log(`   agent:    ${link(appointment.agent.id)}`);
   console.log(`   customer: ${link(appointment.customer.id)}\n`);
 }

@@ -1,7 +1,7 @@
 // Signs a scheduling webhook the way a scheduler does (Standard Webhooks) and
 // sends it, for trying the API by hand:
 //   npm run dev-webhook -- event.json            (or the JSON on standard input)
-//   npm run dev-webhook -- event.json --url http://localhost:3000 --id msg_1
+//   npm run dev-webhook -- event.json --url http://localhost:3000 --id msg_1   (default: JOINWINDOW_URL, or localhost on PORT)
 // The secret is the first of WEBHOOK_SECRET, or the development secret `npm start` keeps in DATA_DIR.
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -12,7 +12,7 @@ import { Webhook } from "standardwebhooks";
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    url: { type: "string", default: process.env.JOINWINDOW_URL || "http://localhost:3000" },
+    url: { type: "string", default: process.env.JOINWINDOW_URL || `http://localhost:${process.env.PORT || 3000}` },
     id: { type: "string" },
   },
 });

@@ -2,14 +2,16 @@
  * The join experience as a page component on top of the client: the
  * appointment's time in the viewer's zone and in its own, a live countdown, a
  * Join button that works only inside the caller's window, a message for every
- * state of API.md §3, the prompt to leave another appointment, and after
- * joining the session (where a video SDK mounts). The page at /join/{id} uses
- * it; a portal can mount it in its own page.
+ * state of API.md §3, the prompt to leave another appointment (naming whom
+ * and when), and after joining the place where a video SDK mounts, in plain
+ * words for a patient (the session's technical details only for the agent,
+ * folded away). The page at /join/{id} uses it; a portal can mount it in its
+ * own page.
  *
  * Everything is built with the DOM API and textContent (nothing is parsed as
  * HTML), so the strict Content-Security-Policy of the page holds.
  */
-import { createJoinClient, type JoinClient, type JoinGrant, type JoinState, type RetryReason, type Role } from "./joinwindow.js";
+import { createJoinClient, type JoinClient, type JoinGrant, type JoinState, type OtherAppointment, type RetryReason } from "./joinwindow.js";
 
 export interface JoinUiOptions {
   baseUrl: string;
@@ -18,8 +20,6 @@ export interface JoinUiOptions {
   /** Starts the video SDK in `mount`; by default a placeholder says where it would appear. */
   onToken?: (grant: JoinGrant, mount: HTMLElement) => void | Promise<void>;
 }
-
-const ROLE_NAMES: Record<Role, string> = { moderator: "moderator (agent)", participant: "participant (customer)" };
 
 const RETRY_MESSAGES: Record<RetryReason, string> = {
   too_early: "The room is about to open. You will be connected automatically.",
@@ -57,6 +57,14 @@ function formatDateTime(date: Date, timeZone: string): string {
 
 function formatTime(date: Date, timeZone: string): string {
   return new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", timeZone, timeZoneName: "short" }).format(date);
+}
+
+/** The collision prompt: who and when if the other appointment could be read, a neutral sentence if not. */
+function collisionMessage(other: OtherAppointment | null): string {
+  const where = !other
+    ? "another appointment"
+    : `your appointment ${other.counterpartName ? `with ${other.counterpartName} ` : ""}on ${formatDateTime(other.startsAt, viewerZone())}`;
+  return `You are still connected to ${where}. Joining this one disconnects you from it.`;
 }
 
 /** "1:05:09", "4:59" or "2 d 3:04:05": what a countdown shows. */
@@ -99,10 +107,12 @@ export function mountJoinUi(container: HTMLElement, options: JoinUiOptions): Joi
     element("div", { class: "actions" }, supersedeButton, stayButton),
   );
 
-  const sessionTitle = element("h2", { id: "jw-session-title", tabindex: "-1" }, "You have joined");
-  const sessionDetails = element("dl", { class: "session-details" });
+  const sessionTitle = element("h2", { id: "jw-session-title", tabindex: "-1" }, "You have joined the appointment");
   const video = element("div", { id: "video", class: "video", role: "region", "aria-label": "Video" });
-  const session = element("section", { class: "session", "aria-labelledby": "jw-session-title", hidden: "" }, sessionTitle, sessionDetails, video);
+  // What support may ask an agent for; a patient is never shown it.
+  const sessionDetails = element("dl", { class: "session-details" });
+  const technical = element("details", { class: "technical", hidden: "" }, element("summary", {}, "Technical details"), sessionDetails);
+  const session = element("section", { class: "session", "aria-labelledby": "jw-session-title", hidden: "" }, sessionTitle, video, technical);
 
   const card = element(
     "section",
@@ -124,7 +134,7 @@ export function mountJoinUi(container: HTMLElement, options: JoinUiOptions): Joi
     onToken: async (grant) => {
       video.replaceChildren();
       if (options.onToken) await options.onToken(grant, video);
-      else video.append(element("p", {}, `The ${grant.provider} video SDK would start here, in session ${grant.sessionId}.`));
+      else video.append(element("p", {}, "Your video call would start here: this page has no video player connected."));
     },
   });
 
@@ -228,9 +238,7 @@ export function mountJoinUi(container: HTMLElement, options: JoinUiOptions): Joi
       }
       case "collision":
         showTimer(null);
-        collisionText.textContent =
-          `You are still connected to appointment ${state.otherAppointmentId || "elsewhere"}. ` +
-          "Joining this one disconnects you from it.";
+        collisionText.textContent = collisionMessage(state.otherAppointment);
         setStatus("Joining this appointment would disconnect you from another one: choose below.");
         setButton("hidden", false);
         if (!wasCollision) collisionTitle.focus();
@@ -238,14 +246,20 @@ export function mountJoinUi(container: HTMLElement, options: JoinUiOptions): Joi
       case "joined": {
         showTimer(null);
         const s = state.session;
+        const forAgent = s.role === "moderator";
+        technical.hidden = !forAgent;
         sessionDetails.replaceChildren(
-          ...[
-            ["Session", s.sessionId],
-            ["Your role", ROLE_NAMES[s.role]],
-            ["Valid until", formatDateTime(new Date(s.expiresAt), viewerZone())],
-          ].map(([term, value]) => element("div", { class: "detail-row" }, element("dt", {}, term ?? ""), element("dd", {}, value ?? ""))),
+          ...(forAgent
+            ? [
+                ["Video provider", s.provider],
+                ["Session", s.sessionId],
+                ["Token valid until", formatDateTime(new Date(s.expiresAt), viewerZone())],
+              ]
+            : []
+          ).map(([term, value]) => element("div", { class: "detail-row" }, element("dt", {}, term ?? ""), element("dd", {}, value ?? ""))),
         );
-        setStatus("You have joined the appointment.");
+        // The heading says "joined"; the status says what to do now.
+        setStatus(`Keep this page open during the appointment. The room stays open until ${closesAt}.`);
         setButton("hidden", false);
         if (!wasJoined) sessionTitle.focus();
         break;

@@ -47,6 +47,14 @@ export interface JoinGrant {
 /** A grant without its token: safe to keep in a state and to show. */
 export type JoinedSession = Omit<JoinGrant, "token">;
 
+/** What a collision prompt can say about the other appointment, read with the caller's own JWT (its participant may). */
+export interface OtherAppointment {
+  externalId: string;
+  /** Whom the caller meets there: its customer for the agent, its agent for the customer; null when unnamed. */
+  counterpartName: string | null;
+  startsAt: Date;
+}
+
 /** An RFC 9457 problem as the service sends it; status 0 for a network failure. */
 export interface Problem {
   status: number;
@@ -74,7 +82,7 @@ export type JoinState = Known &
     | { status: "joining" }
     | { status: "retrying"; operation: "load" | "join"; reason: RetryReason; retryAt: Date; attempt: number }
     | { status: "joined"; session: JoinedSession }
-    | { status: "collision"; otherAppointmentId: string }
+    | { status: "collision"; otherAppointmentId: string; otherAppointment: OtherAppointment | null }
     | { status: "closed"; closedAt: Date | null }
     | { status: "cancelled" }
     | { status: "blocked" }
@@ -289,7 +297,8 @@ export function createJoinClient(options: JoinClientOptions): JoinClient {
   const maxJoinAttempts = options.maxJoinAttempts ?? 6;
   const maxAutoWaitMs = options.maxAutoWaitMs ?? 60 * SECOND;
   const clock = new ServerClock(clientNow);
-  const appointmentUrl = `${options.baseUrl.replace(/\/+$/, "")}/v1/appointments/${encodeURIComponent(options.externalId)}`;
+  const urlOf = (externalId: string) => `${options.baseUrl.replace(/\/+$/, "")}/v1/appointments/${encodeURIComponent(externalId)}`;
+  const appointmentUrl = urlOf(options.externalId);
 
   let state: JoinState = { ...EMPTY, status: "loading" };
   const listeners = new Set<(state: JoinState) => void>();
@@ -468,7 +477,9 @@ export function createJoinClient(options: JoinClientOptions): JoinClient {
           case 409:
             if (code === "active_elsewhere") {
               const other = typeof answer.body.otherAppointmentId === "string" ? answer.body.otherAppointmentId : "";
-              return set({ ...known, status: "collision", otherAppointmentId: other });
+              set({ ...known, status: "collision", otherAppointmentId: other, otherAppointment: null });
+              if (other) describeOther(other, current);
+              return;
             }
             if (code === "appointment_cancelled") return set({ ...known, status: "cancelled" });
             if (code === "participant_limit") return set({ ...known, status: "full" });
@@ -492,6 +503,24 @@ export function createJoinClient(options: JoinClientOptions): JoinClient {
       () => {
         if (!stopped && current === generation) retry("network_error", 0, { status: 0, code: "network_error" });
       },
+    );
+  }
+
+  /** Reads the other appointment of a collision, so that the prompt can say whom and when; a failed read leaves it null. */
+  function describeOther(externalId: string, current: number) {
+    call("GET", urlOf(externalId)).then(
+      (answer) => {
+        const shown = state;
+        if (stopped || current !== generation || shown.status !== "collision") return;
+        if (answer.status !== 200 || !isAppointment(answer.body)) return;
+        const other = answer.body as unknown as Appointment;
+        const startsAt = Date.parse(other.startsAt);
+        if (Number.isNaN(startsAt)) return;
+        const role = roleOf(other, userId);
+        const counterpart = role === "moderator" ? other.customer : role === "participant" ? other.agent : null;
+        set({ ...shown, otherAppointment: { externalId, counterpartName: counterpart?.name ?? null, startsAt: new Date(startsAt) } });
+      },
+      () => {},
     );
   }
 

@@ -67,14 +67,16 @@ export interface Call {
 /**
  * The service as the client sees it: its clock is the client's plus `skewMs`
  * and every answer carries a `Date` header (whole seconds, as HTTP has it).
- * GET answers the current appointment; POST join-token answers from the
- * queue, then the fallback.
+ * GET answers the current appointment, or for another id what `elsewhere`
+ * holds for it (404 if nothing); POST join-token answers from the queue, then
+ * the fallback.
  */
 export class FakeService {
   calls: Call[] = [];
   joinReplies: Reply[] = [];
   joinFallback: Reply = { status: 500, body: { code: "internal_error" } };
   readReply: (() => Reply) | null = null;
+  elsewhere: Record<string, Reply> = {};
 
   constructor(
     private readonly time: FakeTime,
@@ -94,10 +96,13 @@ export class FakeService {
       body: init.body === undefined ? undefined : JSON.parse(init.body),
       at: this.time.clientNow,
     });
+    const id = decodeURIComponent(url.split("/v1/appointments/")[1] ?? "");
     const reply =
-      init.method === "GET"
-        ? (this.readReply?.() ?? { status: 200, body: this.appointment })
-        : (this.joinReplies.shift() ?? this.joinFallback);
+      init.method !== "GET"
+        ? (this.joinReplies.shift() ?? this.joinFallback)
+        : id !== this.appointment.externalId
+          ? (this.elsewhere[id] ?? { status: 404, body: { code: "not_found" } })
+          : (this.readReply?.() ?? { status: 200, body: this.appointment });
     return response(reply, this.serverNow());
   };
 

@@ -210,6 +210,71 @@ describe("joining", () => {
     expect(client.state.status).toBe("joined");
   });
 
+  it("reads the other appointment of a collision and names whom the caller meets there and when it starts", async () => {
+    const { client, service, join } = await setup({ startsInMinutes: 1 });
+    const other = appointmentAt(service.serverNow(), -10, {
+      externalId: "appt 9/b",
+      agent: { id: "agent-3", name: "Dr. Okafor" },
+      customer: { id: "cust-42", name: "Pat Doe" },
+    });
+    service.elsewhere["appt 9/b"] = { status: 200, body: other };
+    service.joinReplies.push({ status: 409, body: { code: "active_elsewhere", otherAppointmentId: "appt 9/b" } });
+    await join();
+    expect(client.state).toMatchObject({
+      status: "collision",
+      otherAppointmentId: "appt 9/b",
+      otherAppointment: { externalId: "appt 9/b", counterpartName: "Dr. Okafor", startsAt: new Date(other.startsAt) },
+    });
+    // With the caller's own JWT, the id encoded as a path segment.
+    expect(service.calls.at(-1)).toMatchObject({ method: "GET", url: "https://join.example.com/v1/appointments/appt%209%2Fb" });
+    expect(service.calls.at(-1)?.headers.authorization).toBe(service.calls[0]?.headers.authorization);
+
+    // The agent of the other appointment meets its customer there.
+    const agent = await setup({ startsInMinutes: 1, user: "agent-7" });
+    agent.service.elsewhere["appt-8"] = { status: 200, body: appointmentAt(agent.service.serverNow(), 0, { externalId: "appt-8" }) };
+    agent.service.joinReplies.push({ status: 409, body: { code: "active_elsewhere", otherAppointmentId: "appt-8" } });
+    await agent.join();
+    expect(agent.client.state).toMatchObject({ status: "collision", otherAppointment: { counterpartName: "Pat Doe" } });
+  });
+
+  it.each([
+    ["a 404", { status: 404, body: { code: "not_found" } }],
+    ["a 503", { status: 503, body: { code: "not_ready" } }],
+    ["a body that is no appointment", { status: 200, body: "<html>" }],
+  ])("keeps the collision prompt neutral after %s for the other appointment, and does not retry it", async (_, reply) => {
+    const { client, service, join, time } = await setup({ startsInMinutes: 1 });
+    service.elsewhere["appt-9"] = reply;
+    service.joinReplies.push({ status: 409, body: { code: "active_elsewhere", otherAppointmentId: "appt-9" } });
+    await join();
+    expect(client.state).toMatchObject({ status: "collision", otherAppointmentId: "appt-9", otherAppointment: null });
+    await time.advance(10 * MINUTE);
+    expect(service.calls.filter((call) => call.url.endsWith("/appt-9"))).toHaveLength(1);
+    expect(client.state.status).toBe("collision");
+  });
+
+  it("ignores the other appointment's answer once the user has chosen", async () => {
+    const time = new FakeTime(CLIENT_START);
+    const service = new FakeService(time, 0, appointmentAt(CLIENT_START, 1));
+    service.elsewhere["appt-9"] = { status: 200, body: appointmentAt(CLIENT_START, 0, { externalId: "appt-9" }) };
+    let answerOther: () => void = () => {};
+    const client = clientFor(time, service, {
+      // The read of the other appointment is held back until the user has dismissed the prompt.
+      fetch: (url, init) =>
+        url.endsWith("/appt-9") ? new Promise((resolve) => (answerOther = () => resolve(service.fetch(url, init)))) : service.fetch(url, init),
+    });
+    client.start();
+    await settle();
+    service.joinReplies.push({ status: 409, body: { code: "active_elsewhere", otherAppointmentId: "appt-9" } });
+    client.join();
+    await settle();
+    expect(client.state.status).toBe("collision");
+    client.dismissCollision();
+    answerOther();
+    await settle();
+    expect(client.state.status).toBe("open");
+    expect("otherAppointment" in client.state).toBe(false);
+  });
+
   it("stays in the other appointment when the user says so", async () => {
     const { client, service, join } = await setup({ startsInMinutes: 1 });
     service.joinReplies.push({ status: 409, body: { code: "active_elsewhere", otherAppointmentId: "appt-9" } });

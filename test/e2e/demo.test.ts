@@ -17,7 +17,8 @@ describe("npm run demo", () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "jw-demo-"));
     // --no-build: the test run's global setup has just built dist/.
     demo = spawn(process.execPath, [demoScript, "--no-build"], {
-      env: { PATH: process.env.PATH ?? "", PORT: "0", DATA_DIR: dataDir },
+      // A machine zone that is not UTC, to see it named next to every time.
+      env: { PATH: process.env.PATH ?? "", PORT: "0", DATA_DIR: dataDir, TZ: "Europe/Berlin" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     demo.stdout?.on("data", (chunk) => {
@@ -71,16 +72,42 @@ describe("npm run demo", () => {
         headers: { authorization: `Bearer ${jwt(link)}` },
       });
 
+    const read = async (link: { url: URL }) => {
+      const res = await fetch(`${base}/v1/appointments/${link.url.pathname.split("/").pop()}`, {
+        headers: { authorization: `Bearer ${jwt(link)}` },
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { startsAt: string; timeZone: string; join: { agentOpensAt: string; customerOpensAt: string } };
+    };
+
     const page = await fetch(`${base}${nowCustomer.url.pathname}`);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain("join-page.js");
 
+    // Every printed time names its zone: the machine's, and the appointment's own for the start.
+    const time = (iso: string, timeZone: string) =>
+      `${new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZone }).format(new Date(iso))} ${timeZone}`;
+    for (const link of [nowCustomer, soonCustomer]) {
+      const appointment = await read(link);
+      expect(output).toContain(
+        `starts ${time(appointment.startsAt, "Europe/Berlin")} (${time(appointment.startsAt, appointment.timeZone)}, the appointment's zone)`,
+      );
+      expect(output).toContain(
+        `the room opens for the agent at ${time(appointment.join.agentOpensAt, "Europe/Berlin")}, for the customer at ${time(appointment.join.customerOpensAt, "Europe/Berlin")}`,
+      );
+    }
+
     expect((await joinToken(nowCustomer)).status).toBe(201);
+    // About two minutes ahead when booked, however long the demo took to start: Retry-After counts to customerOpensAt.
+    const { join } = await read(soonCustomer);
+    const before = Date.now();
     const early = await joinToken(soonCustomer);
+    const after = Date.now();
     expect(early.status).toBe(425);
     const wait = Number(early.headers.get("retry-after"));
-    expect(wait).toBeGreaterThan(60);
-    expect(wait).toBeLessThanOrEqual(125);
+    expect(wait).toBeGreaterThanOrEqual(Math.ceil((Date.parse(join.customerOpensAt) - after) / 1000));
+    expect(wait).toBeLessThanOrEqual(Math.ceil((Date.parse(join.customerOpensAt) - before) / 1000));
+    expect(Date.parse(join.customerOpensAt) - Date.parse(join.agentOpensAt)).toBe(5 * 60_000);
     // The agent of the second appointment is already inside their (earlier) window.
     expect((await joinToken(soonAgent)).status).toBe(201);
   });

@@ -16,8 +16,19 @@ import { axeViolations, DESKTOP, launchChromium, openPage, PHONE, screenshot, ty
 
 // Real browser, real server, real clock: appointments are booked relative to
 // now, and every wait is for something the page shows, never a fixed sleep.
+// What a page shows is checked against the booked appointment's own times,
+// never against the clock at assertion time, which has moved on since.
 const MINUTE = 60_000;
 const TEST_TIMEOUT = 120_000;
+// The page reads the server's clock from whole-second Date headers and redraws its countdown once a second.
+const COUNTDOWN_TOLERANCE_S = 3;
+
+/** "14:05" in `timeZone`, as the page writes times for the en-GB viewer. */
+const hourMinute = (instant: string, timeZone: string) =>
+  new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone }).format(new Date(instant));
+
+/** The last millisecond of the minute before `ms`: a start booked there has its minute tick over before the page is read. */
+const lastMillisecondBefore = (ms: number) => Math.floor(ms / MINUTE) * MINUTE - 1;
 
 describe("the join page in Chromium", () => {
   let browser: Browser;
@@ -55,14 +66,17 @@ describe("the join page in Chromium", () => {
     return res.json();
   }
 
-  async function schedule(options: ScheduleOptions) {
+  async function schedule({ agentName, ...options }: ScheduleOptions & { agentName?: string }) {
     const event = scheduledEvent(options);
+    if (agentName) event.data.agent.name = agentName;
     const { appointment } = await deliver(event);
     return {
       externalId: event.data.externalId,
       agent: event.data.agent.id,
       customer: event.data.customer.id,
       sessionId: appointment.session.id as string,
+      startsAt: appointment.startsAt as string,
+      endsAt: appointment.endsAt as string,
       join: appointment.join as { agentOpensAt: string; customerOpensAt: string; closesAt: string },
     };
   }
@@ -78,9 +92,33 @@ describe("the join page in Chromium", () => {
   const stateOf = (page: Page) => page.locator(".card").getAttribute("data-state");
   const statusText = (page: Page) => page.locator("#jw-status").innerText();
   const joinButton = (page: Page) => page.locator("#jw-join");
+  /** Everything in the page, shown or not. */
+  const pageText = (page: Page) => page.evaluate("document.body.textContent") as Promise<string>;
+
+  /** The joined view in plain words: "joined" said once, no role names, no session id in what is shown. */
+  async function expectPlainJoined(page: Page, sessionId: string) {
+    expect(await page.locator("#jw-session-title").innerText()).toBe("You have joined the appointment");
+    const shown = await page.locator(".card").innerText();
+    expect(shown.match(/joined/gi), shown).toHaveLength(1);
+    expect(shown).not.toMatch(/moderator|participant|publisher|session/i);
+    expect(shown).not.toContain(sessionId);
+    expect(await statusText(page)).toMatch(/^Keep this page open during the appointment\. The room stays open until \d\d:\d\d/);
+  }
 
   async function expectState(page: Page, state: string) {
     await expect.poll(() => stateOf(page), { timeout: 30_000 }).toBe(state);
+  }
+
+  /** The countdown shows the time left until `opensAt` on the server's clock (this process's); returns what it shows. */
+  async function expectCountdownTo(page: Page, opensAt: string) {
+    const before = Date.now();
+    const shown = await page.locator(".timer-value").innerText();
+    const after = Date.now();
+    const [seconds, minutes = 0, hours = 0] = shown.split(":").map(Number).reverse();
+    const shownSeconds = (hours * 60 + minutes) * 60 + (seconds ?? Number.NaN);
+    expect(shownSeconds, shown).toBeGreaterThanOrEqual(Math.floor((Date.parse(opensAt) - after) / 1000) - COUNTDOWN_TOLERANCE_S);
+    expect(shownSeconds, shown).toBeLessThanOrEqual(Math.ceil((Date.parse(opensAt) - before) / 1000) + COUNTDOWN_TOLERANCE_S);
+    return shown;
   }
 
   /** What every state must satisfy: no accessibility violation, nothing the CSP refused, no uncaught error. */
@@ -96,29 +134,29 @@ describe("the join page in Chromium", () => {
   it(
     "before the window: the countdown runs, the Join button does nothing, the token leaves no trace",
     async () => {
-      const a = await schedule({ startsInMinutes: 30 });
+      // About 30 minutes from now, on the last millisecond of a minute: the clock's minute has always ticked over
+      // by the time the page is read, so an expectation taken from the clock instead of the booking fails every time.
+      const a = await schedule({ startsInMinutes: 0, now: new Date(lastMillisecondBefore(Date.now() + 30 * MINUTE)) });
       const v = await visit(a.externalId, a.customer);
       await v.go();
       await expectState(v.page, "waiting");
       await expect.poll(() => joinButton(v.page).getAttribute("aria-disabled")).toBe("true");
-      expect(await statusText(v.page)).toMatch(/^The room opens for you at \d\d:\d\d/);
+      expect(await statusText(v.page)).toMatch(new RegExp(`^The room opens for you at ${hourMinute(a.join.customerOpensAt, "Europe/Berlin")}\\b`));
 
-      const timer = v.page.locator(".timer-value");
-      const first = await timer.innerText();
-      expect(first).toMatch(/^2[45]:\d\d$/);
-      await expect.poll(() => timer.innerText(), { timeout: 10_000 }).not.toBe(first);
+      const first = await expectCountdownTo(v.page, a.join.customerOpensAt);
+      await expect.poll(() => v.page.locator(".timer-value").innerText(), { timeout: 10_000 }).not.toBe(first);
 
-      // Both zones: the viewer's (Berlin) and the appointment's own (New York, 6 h behind).
+      // Both zones: the viewer's (Berlin) and the appointment's own (New York, 6 h behind), start – end.
       const rows = await v.page.locator(".time-row").allInnerTexts();
       expect(rows).toHaveLength(2);
       expect(rows[0]).toContain("Your time (Europe/Berlin)");
       expect(rows[1]).toContain("Appointment's time zone (America/New_York)");
-      const hour = (zone: string) =>
-        new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone }).format(
-          Date.now() + 30 * MINUTE,
-        );
-      expect(rows[0]).toContain(hour("Europe/Berlin"));
-      expect(rows[1]).toContain(hour("America/New_York"));
+      for (const [row, zone] of [
+        [rows[0], "Europe/Berlin"],
+        [rows[1], "America/New_York"],
+      ] as const) {
+        expect(row).toMatch(new RegExp(`\\b${hourMinute(a.startsAt, zone)} \\S+ – ${hourMinute(a.endsAt, zone)} \\S+$`));
+      }
 
       await joinButton(v.page).click({ force: true });
       await joinButton(v.page).focus();
@@ -158,12 +196,16 @@ describe("the join page in Chromium", () => {
 
       await joinButton(v.page).click();
       await expectState(v.page, "joined");
-      const details = await v.page.locator(".session-details").innerText();
-      expect(details).toContain(a.sessionId);
-      expect(details).toContain("moderator (agent)");
-      expect(await v.page.locator("#video").innerText()).toContain(a.sessionId);
       // Focus follows the outcome, for keyboard and screen-reader users.
       expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-session-title");
+      await expectPlainJoined(v.page, a.sessionId);
+      // The agent has the session's details folded away, one Tab and Enter from the heading.
+      await v.page.keyboard.press("Tab");
+      expect(await v.page.evaluate("document.activeElement.textContent")).toBe("Technical details");
+      await v.page.keyboard.press("Enter");
+      const details = await v.page.locator(".technical").innerText();
+      expect(details).toContain(a.sessionId);
+      expect(details).toContain("local");
 
       const events = await t.app.inject({ method: "GET", url: `/v1/appointments/${a.externalId}/events`, headers: operator });
       expect(events.json().events.filter((e: { type: string }) => e.type === "token.issued")).toHaveLength(1);
@@ -178,7 +220,7 @@ describe("the join page in Chromium", () => {
     "the collision prompt leaves the other appointment and joins this one, by keyboard",
     async () => {
       const customer = `cust-${Date.now()}`;
-      const other = await schedule({ startsInMinutes: 0, customerId: customer });
+      const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
       const a = await schedule({ startsInMinutes: 2, customerId: customer });
       const first = await t.app.inject({
         method: "POST",
@@ -193,7 +235,11 @@ describe("the join page in Chromium", () => {
       await joinButton(v.page).focus();
       await v.page.keyboard.press("Enter");
       await expectState(v.page, "collision");
-      expect(await v.page.locator(".collision").innerText()).toContain(other.externalId);
+      // Who and when, in the viewer's zone, read from the other appointment; never its id.
+      await expect
+        .poll(() => v.page.locator(".collision p").innerText())
+        .toMatch(new RegExp(`^You are still connected to your appointment with Dr\\. Okafor on .*\\b${hourMinute(other.startsAt, "Europe/Berlin")} CET\\. `));
+      expect(await pageText(v.page)).not.toContain(other.externalId);
       expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-collision-title");
       await screenshot(v.page, "04-collision");
       await expectClean(v);
@@ -202,7 +248,10 @@ describe("the join page in Chromium", () => {
       expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-supersede");
       await v.page.keyboard.press("Enter");
       await expectState(v.page, "joined");
-      expect(await v.page.locator(".session-details").innerText()).toContain("participant (customer)");
+      await expectPlainJoined(v.page, a.sessionId);
+      // A patient gets no technical details at all, not even hidden ones.
+      expect(await v.page.locator(".technical").isHidden()).toBe(true);
+      expect(await pageText(v.page)).not.toContain(a.sessionId);
 
       const introspection = await t.app.inject({
         method: "POST",
@@ -213,6 +262,43 @@ describe("the join page in Chromium", () => {
       expect(introspection.json()).toMatchObject({ active: false, reason: "revoked", revocationReason: "superseded" });
       await screenshot(v.page, "05-joined-after-supersede");
       await expectClean(v);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "the collision prompt stays neutral when the other appointment cannot be read, and staying keeps the Join button",
+    async () => {
+      const customer = `cust-${Date.now()}`;
+      const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
+      const a = await schedule({ startsInMinutes: 2, customerId: customer });
+      const first = await t.app.inject({
+        method: "POST",
+        url: `/v1/appointments/${other.externalId}/join-token`,
+        headers: bearer(userJwt(customer)),
+      });
+      expect(first.statusCode).toBe(201);
+
+      const v = await visit(a.externalId, customer);
+      await v.page.route(`**/v1/appointments/${other.externalId}`, (route) =>
+        route.fulfill({ status: 503, contentType: "application/problem+json", body: '{"code":"not_ready"}' }),
+      );
+      await v.go();
+      await expectState(v.page, "open");
+      await joinButton(v.page).click();
+      await expectState(v.page, "collision");
+      await expect.poll(() => v.requests.filter((url) => url.endsWith(`/v1/appointments/${other.externalId}`))).toHaveLength(1);
+      expect(await v.page.locator(".collision p").innerText()).toBe(
+        "You are still connected to another appointment. Joining this one disconnects you from it.",
+      );
+      await expectClean(v);
+
+      await v.page.keyboard.press("Tab");
+      await v.page.keyboard.press("Tab");
+      expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-stay");
+      await v.page.keyboard.press("Enter");
+      await expectState(v.page, "open");
+      expect(await v.page.evaluate("document.activeElement.id")).toBe("jw-join");
     },
     TEST_TIMEOUT,
   );
@@ -250,7 +336,7 @@ describe("the join page in Chromium", () => {
       await fast.page.clock.setSystemTime(new Date(Date.now() + 10 * MINUTE));
       await fast.go();
       await expectState(fast.page, "waiting");
-      expect(await fast.page.locator(".timer-value").innerText()).toMatch(/^[45]:\d\d$/);
+      await expectCountdownTo(fast.page, later.join.customerOpensAt);
     },
     TEST_TIMEOUT,
   );
