@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { buildApp, createLogger } from "../../src/app.js";
-import { openDatabase } from "../../src/db/database.js";
-import { startApp, TEST_WEBHOOK_SECRET, type TestApp, testConfig } from "../helpers/app.js";
+import { startApp, TEST_WEBHOOK_SECRET, type TestApp } from "../helpers/app.js";
 import { scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
 
@@ -58,9 +56,11 @@ describe("operations endpoints", () => {
     expect(spec.statusCode).toBe(200);
     expect(spec.json()).toMatchObject({ openapi: "3.1.0", info: { title: "joinwindow" } });
     expect(Object.keys(spec.json().paths)).toEqual(expect.arrayContaining(["/healthz", "/readyz"]));
-    const docs = await t.app.inject({ method: "GET", url: "/docs/" });
-    expect(docs.statusCode).toBe(200);
-    expect(docs.headers["content-type"]).toContain("text/html");
+    for (const url of ["/docs", "/docs/"]) {
+      const docs = await t.app.inject({ method: "GET", url });
+      expect(docs.statusCode).toBe(200);
+      expect(docs.headers["content-type"]).toContain("text/html");
+    }
   });
 
   it("counts requests per route template and status in Prometheus text", async () => {
@@ -207,9 +207,8 @@ describe("domain metrics", () => {
 describe("logs", () => {
   it("never carry a token, a JWT or a webhook signature", async () => {
     const lines: string[] = [];
-    const config = testConfig({ LOG_LEVEL: "info" });
-    const db = await openDatabase(config);
-    const app = await buildApp({ config, db, logger: createLogger(config, { write: (line: string) => void lines.push(line) }) });
+    const t = await startApp({ LOG_LEVEL: "info" }, { logDestination: { write: (line: string) => void lines.push(line) } });
+    const { app } = t;
     try {
       const jwt = userJwt("gateway-1", { scope: "tokens:introspect" });
       await app.inject({
@@ -226,8 +225,7 @@ describe("logs", () => {
         expect(all).not.toContain(secret);
       }
     } finally {
-      await app.close();
-      await db.close();
+      await t.close();
     }
   });
 });

@@ -13,15 +13,10 @@ import {
   JoinTokenResponse,
   KillSwitchBody,
 } from "../schemas/appointments.js";
-import { ProblemSchema } from "../schemas/common.js";
+import { absentBodyIsEmpty } from "../schemas/common.js";
+import { AUTHENTICATED, BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../schemas/problems.js";
 
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((code) => [code, ProblemSchema]));
 const bearer = [{ bearer: [] }];
-
-/** An absent body means "no options": treat it as {} so the schema's defaults apply. */
-const emptyBodyIsObject = async (request: { body: unknown }) => {
-  if (request.body === undefined) request.body = {};
-};
 
 export default async function appointmentRoutes(
   app: FastifyInstance,
@@ -38,7 +33,10 @@ export default async function appointmentRoutes(
         summary: "Read an appointment (its agent, its customer, or scope appointments:read)",
         security: bearer,
         params: ExternalIdParams,
-        response: { 200: Appointment, ...problems(400, 401, 404) },
+        response: {
+          200: Appointment,
+          ...problems("invalid_request", ...AUTHENTICATED, "not_found", ...RATE_LIMITED, ...DATABASE),
+        },
       },
     },
     async (request) => {
@@ -54,7 +52,7 @@ export default async function appointmentRoutes(
     "/v1/appointments/:externalId/join-token",
     {
       onRequest: [app.authenticate],
-      preValidation: [emptyBodyIsObject],
+      preValidation: [absentBodyIsEmpty],
       preHandler: options.joinRateLimit ? [options.joinRateLimit] : [],
       schema: {
         tags: ["appointments"],
@@ -62,7 +60,23 @@ export default async function appointmentRoutes(
         security: bearer,
         params: ExternalIdParams,
         body: JoinTokenRequest,
-        response: { 201: JoinTokenResponse, ...problems(400, 401, 403, 404, 409, 410, 425, 429, 503) },
+        response: {
+          201: JoinTokenResponse,
+          ...problems(
+            ...BODY,
+            ...AUTHENTICATED,
+            "not_found",
+            "appointment_cancelled",
+            "access_blocked",
+            "too_early",
+            "join_window_closed",
+            "active_elsewhere",
+            "participant_limit",
+            "provider_unavailable",
+            ...RATE_LIMITED,
+            ...DATABASE,
+          ),
+        },
       },
     },
     async (request, reply) => {
@@ -78,7 +92,7 @@ export default async function appointmentRoutes(
     "/v1/appointments/:externalId/revoke",
     {
       onRequest: [app.authenticate, requireScope("tokens:revoke")],
-      preValidation: [emptyBodyIsObject],
+      preValidation: [absentBodyIsEmpty],
       schema: {
         tags: ["operations"],
         summary: "Revoke every live token of an appointment; with block, stop new ones (kill switch)",
@@ -87,7 +101,7 @@ export default async function appointmentRoutes(
         body: KillSwitchBody,
         response: {
           200: Type.Object({ revoked: Type.Integer(), appointment: Appointment }),
-          ...problems(400, 401, 403, 404),
+          ...problems(...BODY, ...SCOPED, "not_found", ...RATE_LIMITED, ...DATABASE),
         },
       },
     },
@@ -101,14 +115,17 @@ export default async function appointmentRoutes(
     "/v1/appointments/:externalId/unblock",
     {
       onRequest: [app.authenticate, requireScope("tokens:revoke")],
-      preValidation: [emptyBodyIsObject],
+      preValidation: [absentBodyIsEmpty],
       schema: {
         tags: ["operations"],
         summary: "Lift the kill switch",
         security: bearer,
         params: ExternalIdParams,
         body: Type.Object({}, { description: "No options; send no body or {}" }),
-        response: { 200: Type.Object({ appointment: Appointment }), ...problems(400, 401, 403, 404) },
+        response: {
+          200: Type.Object({ appointment: Appointment }),
+          ...problems(...BODY, ...SCOPED, "not_found", ...RATE_LIMITED, ...DATABASE),
+        },
       },
     },
     async (request) => {
@@ -129,7 +146,7 @@ export default async function appointmentRoutes(
         querystring: EventsQuery,
         response: {
           200: Type.Object({ events: Type.Array(AuditEvent), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
-          ...problems(400, 401, 403, 404),
+          ...problems("invalid_request", ...SCOPED, "not_found", ...RATE_LIMITED, ...DATABASE),
         },
       },
     },

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { Type } from "typebox";
 import type { Database } from "../../db/database.js";
 import { notReady } from "../../errors.js";
-import { ProblemSchema } from "../schemas/common.js";
+import { DATABASE, problems } from "../schemas/problems.js";
 
 const READY_TIMEOUT_MS = 2_000;
 
@@ -28,7 +28,7 @@ export default async function operationsRoutes(app: FastifyInstance, options: { 
       schema: {
         tags,
         summary: "The database is reachable",
-        response: { 200: Type.Object({ status: Type.Literal("ready") }), 503: ProblemSchema },
+        response: { 200: Type.Object({ status: Type.Literal("ready") }), ...problems(...DATABASE) },
       },
     },
     async () => {
@@ -51,7 +51,21 @@ export default async function operationsRoutes(app: FastifyInstance, options: { 
 
   app.get(
     "/metrics",
-    { config, schema: { tags, summary: "Prometheus metrics", hide: true } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Prometheus metrics",
+        response: {
+          200: {
+            description: "Prometheus text exposition format 0.0.4",
+            content: { "text/plain": { schema: Type.String() } },
+          },
+          // The pending-sessions gauge is read from the database at scrape time.
+          ...problems(...DATABASE),
+        },
+      },
+    },
     async (_request, reply) => reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
 }

@@ -5,7 +5,10 @@ import { invalidRequest } from "../../errors.js";
 import type { TokenChecks } from "../../services/token-checks.js";
 import { requireScope } from "../plugins/authentication.js";
 import { IntrospectionResult, RevokeTokenBody, TokenBody } from "../schemas/appointments.js";
-import { ProblemSchema } from "../schemas/common.js";
+import { BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../schemas/problems.js";
+
+/** RFC 7662 / 7009 clients (every OAuth library) send forms; the one schema validates what either parser gives. */
+const consumes = ["application/json", "application/x-www-form-urlencoded"];
 
 /** Introspection and revocation (API.md §4, §5) accept JSON or a form body, in the manner of RFC 7662 / 7009. */
 export default async function tokenRoutes(app: FastifyInstance, options: { tokenChecks: TokenChecks }) {
@@ -20,8 +23,9 @@ export default async function tokenRoutes(app: FastifyInstance, options: { token
         tags: ["tokens"],
         summary: "Validate a join token at join time (RFC 7662 style)",
         security: [{ bearer: [] }],
+        consumes,
         body: TokenBody,
-        response: { 200: IntrospectionResult, 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 415: ProblemSchema },
+        response: { 200: IntrospectionResult, ...problems(...BODY, ...SCOPED, ...RATE_LIMITED, ...DATABASE) },
       },
     },
     async (request, reply) => {
@@ -40,8 +44,9 @@ export default async function tokenRoutes(app: FastifyInstance, options: { token
         tags: ["tokens"],
         summary: "Revoke one token by value or by id (RFC 7009: 200 whether or not it was live)",
         security: [{ bearer: [] }],
+        consumes,
         body: RevokeTokenBody,
-        response: { 200: Type.Object({}), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 415: ProblemSchema },
+        response: { 200: Type.Object({}), ...problems(...BODY, ...SCOPED, ...RATE_LIMITED, ...DATABASE) },
       },
     },
     async (request) => {

@@ -4,7 +4,7 @@ import { Type } from "typebox";
 import { AppError, invalidRequest } from "../../errors.js";
 import type { AppointmentService } from "../../services/appointments.js";
 import { type WebhookEvent as WebhookEventType, WebhookEvent, WebhookResult } from "../schemas/appointments.js";
-import { ProblemSchema } from "../schemas/common.js";
+import { BODY, DATABASE, problems, RATE_LIMITED } from "../schemas/problems.js";
 
 const invalidSignature = (detail: string) => new AppError(401, "invalid_signature", "Unauthorized", detail);
 
@@ -81,9 +81,16 @@ export default async function webhookRoutes(
         response: {
           200: WebhookResult,
           202: WebhookResult,
-          400: ProblemSchema,
-          401: ProblemSchema,
-          422: ProblemSchema,
+          ...problems(
+            ...BODY,
+            "invalid_signature",
+            "missing_time_zone",
+            "invalid_time_zone",
+            "nonexistent_local_time",
+            "invalid_time_range",
+            ...RATE_LIMITED,
+            ...DATABASE,
+          ),
         },
       },
       preValidation: async (request) => {

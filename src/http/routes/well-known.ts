@@ -1,5 +1,17 @@
 import type { FastifyInstance } from "fastify";
 import { Type } from "typebox";
+import { DATABASE, problems } from "../schemas/problems.js";
+
+/** The public half of an ES256 key of the `local` provider (services/signing-keys.ts). */
+const PublicJwk = Type.Object({
+  kty: Type.Literal("EC"),
+  crv: Type.Literal("P-256"),
+  x: Type.String(),
+  y: Type.String(),
+  kid: Type.String(),
+  alg: Type.Literal("ES256"),
+  use: Type.Literal("sig"),
+});
 
 /** Public keys of the built-in `local` provider, for video gateways that verify its tokens themselves. */
 export default async function wellKnownRoutes(app: FastifyInstance, options: { jwks: () => Promise<{ keys: object[] }> }) {
@@ -10,7 +22,10 @@ export default async function wellKnownRoutes(app: FastifyInstance, options: { j
       schema: {
         tags: ["tokens"],
         summary: "Public keys (JWKS) of the local provider's token signing keys",
-        response: { 200: Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }) },
+        response: {
+          200: Type.Object({ keys: Type.Array(PublicJwk, { description: "Empty for the other providers" }) }),
+          ...problems(...DATABASE),
+        },
       },
     },
     async (_request, reply) => {
