@@ -19,7 +19,7 @@ import { DatabaseOutageLog } from "./db/outage-log.js";
 import metrics from "./http/plugins/metrics.js";
 import openapi from "./http/plugins/openapi.js";
 import problemDetails, { problemBody, sendProblem, toAppError } from "./http/plugins/problem-details.js";
-import { AppError, invalidRequest, notFound, notReady } from "./errors.js";
+import { AppError, invalidRequest, notFound, shuttingDown } from "./errors.js";
 import security, { rateLimited } from "./http/plugins/security.js";
 import authentication from "./http/plugins/authentication.js";
 import appointmentRoutes from "./http/routes/appointments.js";
@@ -115,7 +115,7 @@ function rawProblem(status: number, reason: string, code: string, detail: string
 }
 
 const CLIENT_ERRORS: Record<string, [status: number, reason: string, code: string, detail: string]> = {
-  HPE_HEADER_OVERFLOW: [431, "Request Header Fields Too Large", "invalid_request", "The HTTP request has headers that are too large."],
+  HPE_HEADER_OVERFLOW: [431, "Request Header Fields Too Large", "headers_too_large", "The HTTP request has headers that are too large."],
   ERR_HTTP_REQUEST_TIMEOUT: [408, "Request Timeout", "request_timeout", "The request did not arrive in time."],
 };
 const MALFORMED: [number, string, string, string] = [400, "Bad Request", "invalid_request", "The HTTP request is malformed."];
@@ -219,10 +219,7 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   await app.register(security, { config });
   // After the security headers and the per-address limit, before any body is read.
   app.addHook("onRequest", (request, reply, done) => {
-    if (closing) {
-      reply.header("connection", "close");
-      return void sendProblem(reply, notReady("The service is shutting down; try again (another instance answers).", 1));
-    }
+    if (closing) return void sendProblem(reply, shuttingDown());
     if (request.raw.httpVersion === "1.1" && request.headers.host === undefined) {
       return void sendProblem(reply, invalidRequest("An HTTP/1.1 request needs a Host header."));
     }

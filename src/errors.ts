@@ -25,5 +25,11 @@ export const notFound = (detail = "No such resource.") => new AppError(404, "not
 export const invalidRequest = (detail: string, errors?: { path: string; message: string }[]) =>
   new AppError(400, "invalid_request", "Invalid request", detail, errors ? { errors } : {});
 
-export const notReady = (detail = "The database is unreachable; try again shortly.", retryAfterSeconds = 5) =>
-  new AppError(503, "not_ready", "Service Unavailable", detail, {}, { "retry-after": String(retryAfterSeconds) });
+export const notReady = (detail = "The database is unreachable; try again shortly.") =>
+  new AppError(503, "not_ready", "Service Unavailable", detail, {}, { "retry-after": "5" });
+
+export const shuttingDown = () =>
+  new AppError(503, "shutting_down", "Service Unavailable", "This instance is shutting down; try again (another instance answers).", {}, {
+    "retry-after": "1",
+    connection: "close",
+  });

@@ -19,6 +19,7 @@ const operator = bearer(userJwt("ops-1", { scope: OPERATOR_SCOPES, expiresInSeco
  * fails "has a request for every operation" until it gets one here.
  */
 const REQUESTS: Record<string, () => { headers?: Record<string, string>; payload?: string }> = {
+  "GET /": () => ({}),
   "GET /openapi.json": () => ({}),
   "GET /docs": () => ({}),
   "GET /healthz": () => ({}),
@@ -101,10 +102,20 @@ describe("the OpenAPI document", () => {
         expect(Object.keys(response.content ?? {}), `${key} ${status}`).toEqual(["application/problem+json"]);
         expect(codesOf(operation, Number(status)).length, `${key} ${status}`).toBeGreaterThan(0);
       }
+      // What any request may get before its route runs (the server's own refusals, shutting down).
+      for (const [status, code] of [
+        [400, "invalid_request"],
+        [408, "request_timeout"],
+        [417, "expectation_failed"],
+        [431, "headers_too_large"],
+        [503, "shutting_down"],
+      ] as const) {
+        expect(codesOf(operation, status), `${key} ${status}`).toContain(code);
+      }
     }
     const join = document.paths["/v1/appointments/{externalId}/join-token"]?.post as Operation;
     expect(codesOf(join, 409).sort()).toEqual(["active_elsewhere", "appointment_cancelled", "participant_limit"]);
-    expect(codesOf(join, 503).sort()).toEqual(["not_ready", "provider_unavailable"]);
+    expect(codesOf(join, 503).sort()).toEqual(["not_ready", "provider_unavailable", "shutting_down"]);
     const variant = (status: number, code: string) => {
       const schema = join.responses[String(status)]?.content?.["application/problem+json"]?.schema as Schema;
       return (schema.anyOf ?? [schema]).find((v) => v.properties?.code?.enum?.[0] === code);

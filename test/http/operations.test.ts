@@ -12,6 +12,12 @@ describe("operations endpoints", () => {
     await t.close();
   });
 
+  it("GET / sends a browser to the API documentation", async () => {
+    const res = await t.app.inject({ method: "GET", url: "/" });
+    expect(res.statusCode).toBe(302);
+    expect(res.headers.location).toBe("/docs");
+  });
+
   it("GET /healthz answers while the process is up", async () => {
     const res = await t.app.inject({ method: "GET", url: "/healthz" });
     expect(res.statusCode).toBe(200);

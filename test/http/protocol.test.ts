@@ -105,6 +105,11 @@ describe("HTTP at the edges", () => {
     expect(JSON.parse(answer.body).detail).toMatch(/Host/);
   });
 
+  it("answers headers over Node's limit with a problem+json 431", async () => {
+    const answer = await rawRequest(t.url, [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`]);
+    expectProblem(answer, 431, "headers_too_large");
+  });
+
   it("answers an unknown route 404 whatever its body, before parsing it", async () => {
     for (const [type, body] of [
       ["application/json", "{not json"],
@@ -160,7 +165,7 @@ describe("while shutting down", () => {
     });
     const answer = await rawRequest(t.url, ["GET /healthz HTTP/1.1\r\nHost: x\r\n", "\r\n"], { gate });
     await closing;
-    expectProblem(answer, 503, "not_ready");
+    expectProblem(answer, 503, "shutting_down");
     expect(answer.headers.connection).toBe("close");
     expect(answer.headers["retry-after"]).toBeDefined();
   });

@@ -102,6 +102,7 @@ export default fp(
           summary: "This OpenAPI 3.1 document",
           response: {
             200: Type.Object({ openapi: Type.Literal("3.1.0") }, { additionalProperties: true, description: "The document" }),
+            ...problems(),
           },
         },
       },

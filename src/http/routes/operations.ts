@@ -12,11 +12,33 @@ export default async function operationsRoutes(app: FastifyInstance, options: { 
   const config = { rateLimit: false } as const;
   const tags = ["operations"];
 
+  // A person who opens the service's address in a browser lands on the API documentation instead of a 404.
+  app.get(
+    "/",
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Where to start: redirects to the API documentation",
+        response: {
+          302: {
+            // @fastify/swagger documents a `null` schema as an answer without a body.
+            type: "null",
+            description: "To /docs",
+            headers: { Location: { type: "string", const: "/docs", description: "The documentation page", required: true } },
+          },
+          ...problems(),
+        },
+      },
+    },
+    async (_request, reply) => reply.redirect("/docs", 302),
+  );
+
   app.get(
     "/healthz",
     {
       config,
-      schema: { tags, summary: "The process is up", response: { 200: Type.Object({ status: Type.Literal("ok") }) } },
+      schema: { tags, summary: "The process is up", response: { 200: Type.Object({ status: Type.Literal("ok") }), ...problems() } },
     },
     async () => ({ status: "ok" as const }),
   );
@@ -61,8 +83,8 @@ export default async function operationsRoutes(app: FastifyInstance, options: { 
             description: "Prometheus text exposition format 0.0.4",
             content: { "text/plain": { schema: Type.String() } },
           },
-          // The pending-sessions gauge is read from the database at scrape time.
-          ...problems(...DATABASE),
+          // The pending-sessions gauge keeps its last value while the database is down: no 503 for that.
+          ...problems(),
         },
       },
     },

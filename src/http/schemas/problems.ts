@@ -43,7 +43,7 @@ interface CodeSpec {
 const CODES = {
   invalid_request: {
     status: 400,
-    when: "the body is not JSON, or the request does not match the schema",
+    when: "the body is not JSON, the request does not match the schema, or the HTTP request is malformed (an HTTP/1.1 request without Host)",
     members: { errors: Type.Optional(ValidationErrors) },
   },
   invalid_signature: { status: 401, when: "the webhook signature or timestamp is missing or wrong" },
@@ -67,6 +67,10 @@ const CODES = {
     when: "the join window has closed",
     members: { closedAt: Instant },
   },
+  request_timeout: {
+    status: 408,
+    when: "the request (headers and body) did not arrive within HTTP_REQUEST_TIMEOUT_MS; the connection is closed",
+  },
   payload_too_large: { status: 413, when: "the body is larger than 64 KiB" },
   unsupported_media_type: { status: 415, when: "the body is not JSON (or, where accepted, a form)" },
   missing_time_zone: {
@@ -84,6 +88,7 @@ const CODES = {
     when: "a local time skipped by a daylight-saving change",
     members: { errors: Type.Optional(ValidationErrors) },
   },
+  expectation_failed: { status: 417, when: "an Expect header other than 100-continue" },
   invalid_time_range: { status: 422, when: "endsAt is not after startsAt, or the appointment lasts over 24 h" },
   too_early: {
     status: 425,
@@ -91,6 +96,7 @@ const CODES = {
     members: { opensAt: Instant },
     headers: RETRY_AFTER,
   },
+  headers_too_large: { status: 431, when: "the request's headers are larger than the server accepts" },
   rate_limited: { status: 429, when: "too many requests from this address (or join-token requests from this user)", headers: RETRY_AFTER },
   provider_unavailable: {
     status: 503,
@@ -98,9 +104,27 @@ const CODES = {
     headers: RETRY_AFTER,
   },
   not_ready: { status: 503, when: "the database is unreachable", headers: RETRY_AFTER },
+  shutting_down: {
+    status: 503,
+    when: "this instance is shutting down (the connection is closed; another instance answers)",
+    headers: RETRY_AFTER,
+  },
 } satisfies Record<string, CodeSpec>;
 
 export type ProblemCode = keyof typeof CODES;
+
+/**
+ * What any request may be answered before its route runs, added to every
+ * route's problems: HTTP the server refuses, a request that arrived too
+ * slowly, an Expect it cannot meet, the instance shutting down.
+ */
+export const EVERY_REQUEST = [
+  "invalid_request",
+  "request_timeout",
+  "expectation_failed",
+  "headers_too_large",
+  "shutting_down",
+] as const satisfies ProblemCode[];
 
 /** A route that takes a body: besides INPUT, Fastify's body limit and content-type parsers answer. */
 export const BODY = ["invalid_request", "payload_too_large", "unsupported_media_type"] as const satisfies ProblemCode[];
@@ -137,7 +161,7 @@ function problemSchema(code: ProblemCode) {
  */
 export function problems(...codes: ProblemCode[]) {
   const byStatus = new Map<number, ProblemCode[]>();
-  for (const code of new Set(codes)) {
+  for (const code of new Set<ProblemCode>([...codes, ...EVERY_REQUEST])) {
     const { status } = CODES[code];
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }
