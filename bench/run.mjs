@@ -10,7 +10,7 @@ import pg from "pg";
 import { adminUrl, checkpoint, createDatabase, Dataset, dropAllCreated, dropDatabase, tableCounts } from "./lib/db.mjs";
 import { APPLICATION_NAMES, repoRoot, startBaseline, startService, stopAll } from "./lib/processes.mjs";
 import { NoiseMeter, waitForQuiet } from "./lib/noise.mjs";
-import { formatReport, median, round, summariseLegs, TARGETS } from "./lib/report.mjs";
+import { formatReport, interquartileMean, median, round, summariseLegs, TARGETS } from "./lib/report.mjs";
 import { CONNECTIONS, Jwts, makeSecrets, Picker, runLeg, sanityCheck } from "./lib/scenarios.mjs";
 
 const SCENARIOS = ["introspect", "join", "webhook"];
@@ -37,8 +37,8 @@ function parseArgs(argv) {
   }
   // Many short rounds rather than a few long ones: each round's service leg is compared with the baseline
   // leg next to it, so the machine's drift (20-40 % over minutes here) cancels out within a round.
-  options.rounds ??= options.quick ? 6 : 10;
-  options.legSeconds ??= options.quick ? 2 : 3;
+  options.rounds ??= options.quick ? 14 : 30;
+  options.legSeconds ??= 1;
   // Not measured. The service's JIT needs several seconds per scenario before its cost per request settles.
   options.warmSeconds = { service: options.quick ? 3 : 5, baseline: options.quick ? 1 : 2 };
   options.growth ??= !options.quick;
@@ -127,10 +127,12 @@ async function compare(scenario, service, baseline, context, { rounds = options.
   const legs = { service: [], baseline: [] };
   const serviceLog = { bytes: 0, serverErrors: 0, errorLines: 0, samples: [] };
   for (let r = 0; r < rounds; r++) {
-    const waited = await waitForQuiet(options.quietBudget, {
-      onWait: (pct) => log(`the machine is ${pct}% busy with other work; waiting for it to calm down (budget left ${(options.quietBudget.ms / 1000).toFixed(0)} s)`),
-    });
-    waitedForQuietMs += waited;
+    // Looking for quiet takes half a second: before every fifth round is enough to skip a busy stretch.
+    if (r % 5 === 0) {
+      waitedForQuietMs += await waitForQuiet(options.quietBudget, {
+        onWait: (pct) => log(`the machine is ${pct}% busy with other work; waiting for it to calm down (budget left ${(options.quietBudget.ms / 1000).toFixed(0)} s)`),
+      });
+    }
     const order = r % 2 === 0 ? [service, baseline] : [baseline, service];
     for (const target of order) {
       const cpuBefore = target.cpuMs();
@@ -156,6 +158,7 @@ async function compare(scenario, service, baseline, context, { rounds = options.
     }
     const s = legs.service.at(-1);
     const b = legs.baseline.at(-1);
+    if (rounds > 8 && r % 5 !== 4 && r !== rounds - 1) continue;
     log(
       `${label} round ${r + 1}/${rounds}: service ${s.rps.toFixed(0)} req/s p99 ${s.p99Ms} ms (${s.errors} errors), ` +
         `baseline ${b.rps.toFixed(0)} req/s p99 ${b.p99Ms} ms (${b.errors} errors), ratio ${(s.rps / b.rps).toFixed(2)}, ` +
@@ -199,6 +202,7 @@ async function mainPhase(details) {
     const tail = service.drainLog();
     if (code !== 0) log(`service exited with ${code} on SIGTERM`);
     details.serviceExit = { code, ...tail };
+    await context.noise.close();
     await dropDatabase(db.name);
   }
   details.preloadSeconds = round(loadS, 1);
@@ -266,6 +270,7 @@ async function growthPhase() {
   } finally {
     await baseline.stop();
     await service.stop();
+    await context.noise.close();
     await dropDatabase(db.name);
   }
   const first = options.growthSizes[0];
@@ -310,12 +315,13 @@ async function main() {
       p99Ms: s.p99Ms,
       errors: s.errors,
       baselineRps: b.rps,
-      // Throughput ratio: the median over rounds of service req/s ÷ the baseline's in the same round.
-      ratio: round(median(legs.service.map((l, i) => l.rps / legs.baseline[i].rps))),
-      // CPU ratio: baseline ÷ service CPU time per request, each process with its Postgres backends (also
-      // a median over rounds). It is what the throughput ratio would be if both were bound by the same CPUs,
-      // and scheduling noise moves it far less.
-      cpuRatio: round(median(legs.service.map((l, i) => legs.baseline[i].totalCpuMsPerRequest / l.totalCpuMsPerRequest))),
+      // Throughput ratio: service req/s ÷ the baseline's in the same round, averaged over the middle half of
+      // the rounds (interquartile mean).
+      ratio: round(interquartileMean(legs.service.map((l, i) => l.rps / legs.baseline[i].rps))),
+      // CPU ratio: baseline ÷ service CPU time per request, each process with its Postgres backends (the same
+      // average). It is what the throughput ratio would be if both were bound by the same CPUs, and the load
+      // generator's and other work's share of the CPUs does not move it.
+      cpuRatio: round(interquartileMean(legs.service.map((l, i) => legs.baseline[i].totalCpuMsPerRequest / l.totalCpuMsPerRequest))),
     };
     details.scenarios[name] = {
       maxMs: s.maxMs,
@@ -327,8 +333,10 @@ async function main() {
       },
       statusCodes: s.statusCodes,
       requests: s.requests,
-      // The ratio of the medians (the figure reported before the per-round ratio), as a check on drift.
+      // The ratio of the medians (the figure reported before the per-round ratio) and the median of the
+      // per-round ratios, as a check on drift.
       ratioOfMedians: s.rps && b.rps ? round(s.rps / b.rps) : null,
+      medianRoundRatio: round(median(legs.service.map((l, i) => l.rps / legs.baseline[i].rps))),
       // CPU ms per request, service with its backends and baseline with its backends (medians).
       totalCpuMsPerRequest: { service: s.totalCpuMsPerRequest, baseline: b.totalCpuMsPerRequest },
       dbCpuMsPerRequest: { service: s.dbCpuMsPerRequest, baseline: b.dbCpuMsPerRequest },

@@ -25,17 +25,22 @@ export class NoiseMeter {
 
   /** The bench database's backends, with the application_name of the process each serves. */
   async backends() {
-    const client = new pg.Client({ connectionString: this.databaseUrl });
-    await client.connect();
-    try {
-      const { rows } = await client.query(
-        "SELECT pid, application_name FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        [this.databaseName],
-      );
-      return new Map(rows.map((r) => [r.pid, r.application_name]));
-    } finally {
-      await client.end();
+    // One connection for the whole phase: two lookups per leg, and many short legs.
+    if (!this.client) {
+      this.client = new pg.Client({ connectionString: this.databaseUrl });
+      this.client.on("error", () => {}); // a lookup in flight fails with it; the meter only measures
     }
+    this.connected ??= this.client.connect();
+    await this.connected;
+    const { rows } = await this.client.query(
+      "SELECT pid, application_name FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+      [this.databaseName],
+    );
+    return new Map(rows.map((r) => [r.pid, r.application_name]));
+  }
+
+  async close() {
+    if (this.client) await this.client.end().catch(() => {});
   }
 
   /** Call before a leg with the pids of the processes under test. */

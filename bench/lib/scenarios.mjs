@@ -157,6 +157,8 @@ export async function runLeg(url, scenario, context, durationS) {
     url,
     connections: CONNECTIONS,
     duration: durationS,
+    // autocannon stops at the first sample after `duration`: every 100 ms, so a leg lasts what it says (1 s by default).
+    sampleInt: 100,
     timeout: 15,
     requests: requestsFor(scenario, context),
   });
