@@ -1,6 +1,5 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { buildApp, createLogger } from "../../src/app.js";
 import { openDatabase } from "../../src/db/database.js";
 import { isDatabaseUnavailable } from "../../src/db/errors.js";
 import {
@@ -9,7 +8,6 @@ import {
   TEST_KEY_ENCRYPTION_SECRET,
   TEST_WEBHOOK_SECRET,
   type TestApp,
-  testConfig,
 } from "../helpers/app.js";
 import { bearer, scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
 import { type ServerProcess, startServer } from "../helpers/server-process.js";
@@ -247,14 +245,16 @@ describe("background work while the database is down", () => {
   it("logs the outage once when it begins and once when it ends, at warn, without a stack", async () => {
     const proxy = await startTcpProxy(direct().hostname, Number(direct().port || 5432));
     const lines: Record<string, unknown>[] = [];
-    const config = testConfig({
-      DATABASE_URL: proxy.urlFor(direct().toString()),
-      LOG_LEVEL: "info",
-      SESSION_RECONCILE_INTERVAL_MS: "100",
-      DATABASE_ACQUIRE_TIMEOUT_MS: "500",
-    });
-    const db = await openDatabase(config);
-    const app = await buildApp({ config, db, logger: createLogger(config, { write: (line: string) => void lines.push(JSON.parse(line)) }) });
+    const t = await startApp(
+      {
+        DATABASE_URL: proxy.urlFor(direct().toString()),
+        LOG_LEVEL: "info",
+        SESSION_RECONCILE_INTERVAL_MS: "100",
+        DATABASE_ACQUIRE_TIMEOUT_MS: "500",
+      },
+      { logDestination: { write: (line: string) => void lines.push(JSON.parse(line)) } },
+    );
+    const { app } = t;
     const outageLines = () => lines.filter((line) => /database/i.test(String(line.msg)) && line.msg !== "request completed");
     try {
       proxy.refuse();
@@ -275,8 +275,7 @@ describe("background work while the database is down", () => {
       expect(lines.filter((line) => Number(line.level) >= 50)).toEqual([]);
       expect(JSON.stringify(lines)).not.toContain("stack");
     } finally {
-      await app.close();
-      await db.close();
+      await t.close();
       await proxy.close();
     }
   });
