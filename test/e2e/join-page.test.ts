@@ -216,18 +216,24 @@ describe("the join page in Chromium", () => {
     TEST_TIMEOUT,
   );
 
+  /** A customer already joined to another appointment (with Dr. Okafor, open now), and this one, open too. */
+  async function collidingAppointments() {
+    const customer = `cust-${Date.now()}`;
+    const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
+    const a = await schedule({ startsInMinutes: 2, customerId: customer });
+    const first = await t.app.inject({
+      method: "POST",
+      url: `/v1/appointments/${other.externalId}/join-token`,
+      headers: bearer(userJwt(customer)),
+    });
+    expect(first.statusCode).toBe(201);
+    return { customer, other, a, first };
+  }
+
   it(
     "the collision prompt leaves the other appointment and joins this one, by keyboard",
     async () => {
-      const customer = `cust-${Date.now()}`;
-      const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
-      const a = await schedule({ startsInMinutes: 2, customerId: customer });
-      const first = await t.app.inject({
-        method: "POST",
-        url: `/v1/appointments/${other.externalId}/join-token`,
-        headers: bearer(userJwt(customer)),
-      });
-      expect(first.statusCode).toBe(201);
+      const { customer, other, a, first } = await collidingAppointments();
 
       const v = await visit(a.externalId, customer);
       await v.go();
@@ -269,15 +275,7 @@ describe("the join page in Chromium", () => {
   it(
     "the collision prompt stays neutral when the other appointment cannot be read, and staying keeps the Join button",
     async () => {
-      const customer = `cust-${Date.now()}`;
-      const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
-      const a = await schedule({ startsInMinutes: 2, customerId: customer });
-      const first = await t.app.inject({
-        method: "POST",
-        url: `/v1/appointments/${other.externalId}/join-token`,
-        headers: bearer(userJwt(customer)),
-      });
-      expect(first.statusCode).toBe(201);
+      const { customer, other, a } = await collidingAppointments();
 
       const v = await visit(a.externalId, customer);
       await v.page.route(`**/v1/appointments/${other.externalId}`, (route) =>
