@@ -61,7 +61,7 @@ export function toAppError(error: FastifyError & { validation?: ValidationIssue[
         415,
         "unsupported_media_type",
         "Unsupported Media Type",
-        "Send the body as application/json.",
+        "Send the body as application/json (introspection and revocation also take application/x-www-form-urlencoded).",
       );
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return new AppError(413, "payload_too_large", "Payload Too Large", "The body is larger than 64 KiB.");
