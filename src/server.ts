@@ -2,7 +2,8 @@
 // graceful stop. Everything about HTTP lives in app.ts.
 import { setFlagsFromString } from "node:v8";
 import closeWithGrace from "close-with-grace";
-import { buildApp, createLogger } from "./app.js";
+import { buildApp } from "./app.js";
+import { createLogger } from "./logging.js";
 import { type Config, ConfigError, loadConfig, missingProductionSecrets } from "./config.js";
 import { openDatabase } from "./db/database.js";
 import { MigrationError } from "./db/migrate.js";

@@ -21,6 +21,9 @@ export interface Sql {
   transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T>;
 }
 
+/** What a repository method runs its statements on: the pool, or one transaction's connection. */
+export type Queryable = Pick<Sql, "query">;
+
 export const statement = (name: string, text: string): Statement => Object.freeze({ name, text });
 
 /**

@@ -1,4 +1,4 @@
-import { AppError, invalidRequest } from "../errors.js";
+import { AppError, invalidRequest, unprocessable } from "./errors.js";
 
 /**
  * The scheduler's startsAt / endsAt / timeZone (API.md §1) turned into UTC
@@ -79,18 +79,11 @@ export function resolveAppointmentTimes(input: AppointmentTimesInput): Appointme
 
   const duration = endsAt.getTime() - startsAt.getTime();
   if (duration <= 0) {
-    throw new AppError(
-      422,
-      "invalid_time_range",
-      "Unprocessable Content",
-      `endsAt (${endsAt.toISOString()}) must be after startsAt (${startsAt.toISOString()}).`,
-    );
+    throw new AppError("invalid_time_range", `endsAt (${endsAt.toISOString()}) must be after startsAt (${startsAt.toISOString()}).`);
   }
   if (duration > MAX_APPOINTMENT_MS) {
     throw new AppError(
-      422,
       "invalid_time_range",
-      "Unprocessable Content",
       `An appointment may last at most 24 hours; ${startsAt.toISOString()} to ${endsAt.toISOString()} is longer.`,
     );
   }
@@ -154,8 +147,9 @@ function checkedTimeZone(timeZone: string | null | undefined): string | null {
   const canonical = canonicalTimeZone(timeZone);
   if (canonical === null) {
     const shown = JSON.stringify(String(timeZone).slice(0, 100));
-    throw new AppError(422, "invalid_time_zone", "Unprocessable Content", `timeZone ${shown} is not a known IANA time zone.`, {
-      errors: [{ path: TIME_ZONE_PATH, message: "must be an IANA time zone name, e.g. America/New_York" }],
+    throw unprocessable("invalid_time_zone", `timeZone ${shown} is not a known IANA time zone.`, {
+      path: TIME_ZONE_PATH,
+      message: "must be an IANA time zone name, e.g. America/New_York",
     });
   }
   return canonical;
@@ -192,13 +186,10 @@ export function canonicalTimeZone(name: string): string | null {
 function resolveParsed(parsed: ParsedDateTime, zone: string | null, path: string): Date {
   if (parsed.offsetMinutes !== null) return new Date(parsed.wallMs - parsed.offsetMinutes * MINUTE_MS);
   if (zone === null) {
-    throw new AppError(
-      422,
-      "missing_time_zone",
-      "Unprocessable Content",
-      `${path} is a local time without an offset, so timeZone (an IANA name) is required.`,
-      { errors: [{ path, message: "has no offset and no timeZone was given" }] },
-    );
+    throw unprocessable("missing_time_zone", `${path} is a local time without an offset, so timeZone (an IANA name) is required.`, {
+      path,
+      message: "has no offset and no timeZone was given",
+    });
   }
   return resolveLocal(parsed, zone, path);
 }
@@ -218,12 +209,10 @@ function resolveLocal(parsed: ParsedDateTime, zone: string, path: string): Date 
     .map((offset) => wallMs - offset * MINUTE_MS)
     .filter((instant) => instant + offsetMinutesAt(instant, zone) * MINUTE_MS === wallMs);
   if (candidates.length === 0) {
-    throw new AppError(
-      422,
+    throw unprocessable(
       "nonexistent_local_time",
-      "Unprocessable Content",
       `${path} ${parsed.text} does not exist in ${zone}: clocks skip from UTC${formatOffset(before)} to UTC${formatOffset(after)} around then.`,
-      { errors: [{ path, message: `is a local time skipped by a daylight-saving change in ${zone}` }] },
+      { path, message: `is a local time skipped by a daylight-saving change in ${zone}` },
     );
   }
   return new Date(Math.min(...candidates));

@@ -1,5 +1,9 @@
-import { AppError } from "../errors.js";
-import type { ParticipantRole } from "../providers/video-provider.js";
+/**
+ * The service's role names everywhere in the contract (join response,
+ * introspection, audit): `moderator` for the agent, `participant` for the
+ * customer. A provider's own names live only inside its tokens.
+ */
+export type ParticipantRole = "moderator" | "participant";
 
 export interface JoinPolicy {
   earlyJoinMinutesAgent: number;
@@ -37,60 +41,11 @@ export function maxTokenLifetimeMs(policy: JoinPolicy, maxAppointmentMs: number)
   );
 }
 
-export interface JoinableAppointment extends JoinWindow {
-  status: "scheduled" | "cancelled";
-  accessBlocked: boolean;
-  agentId: string;
-  customerId: string;
-}
-
-export function roleOf(appointment: Pick<JoinableAppointment, "agentId" | "customerId">, userId: string) {
-  if (appointment.agentId === userId) return "moderator" as const;
-  if (appointment.customerId === userId) return "participant" as const;
+export function roleOf(appointment: { agentId: string; customerId: string }, userId: string): ParticipantRole | null {
+  if (appointment.agentId === userId) return "moderator";
+  if (appointment.customerId === userId) return "participant";
   return null;
 }
 
 export const opensAtFor = (window: JoinWindow, role: ParticipantRole) =>
   role === "moderator" ? window.agentOpensAt : window.customerOpensAt;
-
-/**
- * The first rows of API.md §3, in the contract's order, for a known caller:
- * 404 for a stranger (existence is not revealed), 409 cancelled, 403 blocked,
- * 425 too early, 410 closed. Returns the caller's role when they may go on.
- */
-export function checkJoinWindow(
-  appointment: JoinableAppointment | null,
-  userId: string,
-  now: Date,
-): { role: ParticipantRole; opensAt: Date } {
-  const role = appointment ? roleOf(appointment, userId) : null;
-  if (!appointment || !role) throw new AppError(404, "not_found", "Not Found", "No such appointment.");
-  if (appointment.status === "cancelled") {
-    throw new AppError(409, "appointment_cancelled", "Conflict", "The appointment was cancelled.");
-  }
-  if (appointment.accessBlocked) {
-    throw new AppError(403, "access_blocked", "Forbidden", "Access to this appointment is blocked by an operator.");
-  }
-  const opensAt = opensAtFor(appointment, role);
-  if (now.getTime() < opensAt.getTime()) {
-    const retryAfter = Math.max(1, Math.ceil((opensAt.getTime() - now.getTime()) / 1000));
-    throw new AppError(
-      425,
-      "too_early",
-      "Too Early",
-      `The join window opens at ${opensAt.toISOString()}.`,
-      { opensAt: opensAt.toISOString() },
-      { "retry-after": String(retryAfter) },
-    );
-  }
-  if (now.getTime() >= appointment.closesAt.getTime()) {
-    throw new AppError(
-      410,
-      "join_window_closed",
-      "Gone",
-      `The join window closed at ${appointment.closesAt.toISOString()}.`,
-      { closedAt: appointment.closesAt.toISOString() },
-    );
-  }
-  return { role, opensAt };
-}

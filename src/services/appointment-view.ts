@@ -1,5 +1,5 @@
 import type { Appointment } from "../generated/prisma/client.js";
-import type { AppointmentView } from "../http/schemas/appointments.js";
+import type { AppointmentView } from "../schemas/appointments.js";
 
 /** The contract's Appointment representation (API.md §1): UTC instants with `Z`, null where the scheduler gave none. */
 export function appointmentView(row: Appointment): AppointmentView {

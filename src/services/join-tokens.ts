@@ -1,21 +1,19 @@
 import { randomUUID } from "node:crypto";
-import type { Sql } from "../db/sql.js";
-import { checkJoinWindow } from "../domain/join-window.js";
-import { AppError } from "../errors.js";
+import type { AppointmentRow } from "../db/repositories/appointment-rows.js";
+import type { AppointmentsRepository } from "../db/repositories/appointments.js";
+import type { JoinTokensRepository } from "../db/repositories/join-tokens.js";
+import type { Queryable, Sql } from "../db/sql.js";
+import { providerUnavailable } from "../domain/errors.js";
+import { type Admission, checkHolders, checkWindow } from "../domain/join-rules.js";
+import { hashToken } from "../domain/token-hash.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
-import {
-  APPOINTMENT_BY_EXTERNAL_ID,
-  type AppointmentRow,
-  ISSUE_TOKEN,
-  LIVE_TOKENS_AROUND,
-  LOCK_USER_AND_APPOINTMENT,
-  type LiveTokenRow,
-} from "./queries.js";
+import type { JoinTokenResponse } from "../schemas/appointments.js";
 import type { SessionService } from "./sessions.js";
-import { hashToken } from "./tokens-store.js";
 
 export interface JoinTokenServiceOptions {
-  sql: Sql;
+  sql: Pick<Sql, "transaction">;
+  appointments: Pick<AppointmentsRepository, "byExternalId" | "lockForJoin">;
+  tokens: Pick<JoinTokensRepository, "liveAround" | "issue">;
   provider: VideoProvider;
   sessions: SessionService;
   now: () => Date;
@@ -23,32 +21,13 @@ export interface JoinTokenServiceOptions {
   budgetMs: number;
 }
 
-export interface IssuedJoinToken {
-  appointmentId: string;
-  provider: string;
-  applicationId: string | null;
-  sessionId: string;
-  token: string;
-  tokenId: string;
-  role: "moderator" | "participant";
-  notBefore: string;
-  expiresAt: string;
-}
-
-export const providerUnavailable = (detail: string, retryAfterSeconds = 5) =>
-  new AppError(503, "provider_unavailable", "Service Unavailable", detail, {}, { "retry-after": String(retryAfterSeconds) });
-
 interface JoinRequest {
   externalId: string;
   userId: string;
   supersede: boolean;
 }
 
-interface Eligibility {
-  appointment: AppointmentRow;
-  role: "moderator" | "participant";
-  opensAt: Date;
-}
+type Eligibility = Admission & { appointment: AppointmentRow };
 
 /** A token made by a remote provider before the transaction, and what it was made for. */
 interface PreparedToken {
@@ -84,7 +63,7 @@ export class JoinTokenService {
    * if nothing it was made for has changed (otherwise the round starts over).
    * A pending session gets one more creation attempt inline.
    */
-  async issue(request: JoinRequest): Promise<IssuedJoinToken> {
+  async issue(request: JoinRequest): Promise<JoinTokenResponse> {
     const budget: CallBudget = { deadline: Date.now() + this.options.budgetMs };
     for (let round = 0; round < MAX_ROUNDS; round++) {
       try {
@@ -104,8 +83,8 @@ export class JoinTokenService {
 
   private async prepareRemoteToken(request: JoinRequest, budget: CallBudget): Promise<PreparedToken> {
     const now = this.options.now();
-    const [row] = await this.options.sql.query<AppointmentRow>(APPOINTMENT_BY_EXTERNAL_ID, [request.externalId]);
-    const { appointment, role, opensAt } = await eligibility(this.options.sql, row, request, now);
+    const row = await this.options.appointments.byExternalId({ externalId: request.externalId });
+    const { appointment, role, opensAt } = await this.eligibility(undefined, row, request, now);
     if (!appointment.sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
     const tokenId = randomUUID();
     const { token } = await this.withProviderErrors(() =>
@@ -137,12 +116,12 @@ export class JoinTokenService {
    * COMMIT: five round trips, each statement's snapshot taken after the locks
    * it depends on are held.
    */
-  private commit(request: JoinRequest, budget: CallBudget, prepared: PreparedToken | undefined): Promise<IssuedJoinToken> {
-    const { sql, provider } = this.options;
+  private commit(request: JoinRequest, budget: CallBudget, prepared: PreparedToken | undefined): Promise<JoinTokenResponse> {
+    const { sql, provider, appointments, tokens } = this.options;
     return sql.transaction(async (tx) => {
-      const [locked] = await tx.query<AppointmentRow>(LOCK_USER_AND_APPOINTMENT, [`user:${request.userId}`, request.externalId]);
+      const locked = await appointments.lockForJoin({ tx, userId: request.userId, externalId: request.externalId });
       const now = this.options.now();
-      const { appointment, role, opensAt } = await eligibility(tx, locked, request, now);
+      const { appointment, role, opensAt } = await this.eligibility(tx, locked, request, now);
       const sessionId = appointment.sessionId;
       if (!sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
       if (
@@ -166,23 +145,22 @@ export class JoinTokenService {
             ),
           )
         ).token;
-      const issuedDetail = { tokenId, userId: request.userId, role, expiresAt: appointment.closesAt.toISOString() };
-      // Revokes the caller's other live tokens, stores the new one and audits both (ISSUE_TOKEN).
-      await tx.query(ISSUE_TOKEN, [
-        request.userId,
-        appointment.id,
-        now,
+      // Revokes the caller's other live tokens, stores the new one and audits both.
+      await tokens.issue({
+        tx,
         tokenId,
+        userId: request.userId,
         role,
-        hashToken(token),
-        provider.name,
+        tokenHash: hashToken(token),
+        provider: provider.name,
         sessionId,
-        opensAt,
-        appointment.closesAt,
-        `user:${request.userId}`,
-        request.externalId,
-        JSON.stringify(issuedDetail),
-      ]);
+        appointmentId: appointment.id,
+        externalId: request.externalId,
+        notBefore: opensAt,
+        expiresAt: appointment.closesAt,
+        now,
+        actor: `user:${request.userId}`,
+      });
 
       return {
         appointmentId: request.externalId,
@@ -198,6 +176,23 @@ export class JoinTokenService {
     });
   }
 
+  /**
+   * The §3 checks (domain/join-rules.ts), around the read of the live tokens:
+   * `appointment` is the row as read (under its row lock, in `tx`), and the
+   * tokens are read in `tx` too, after the locks.
+   */
+  private async eligibility(
+    tx: Queryable | undefined,
+    appointment: AppointmentRow | undefined,
+    request: JoinRequest,
+    now: Date,
+  ): Promise<Eligibility> {
+    const admitted = checkWindow(appointment, request.userId, now);
+    const live = await this.options.tokens.liveAround({ tx, userId: request.userId, appointmentId: admitted.appointment.id, now });
+    checkHolders(admitted.appointment, request, live);
+    return admitted;
+  }
+
   private async withProviderErrors<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
@@ -208,43 +203,4 @@ export class JoinTokenService {
       throw error;
     }
   }
-}
-
-/**
- * The §3 checks after authentication and validation, in order: 404, 409,
- * 403, 425, 410, then the two 409s of who holds tokens. `appointment` is the
- * row as read (under its row lock, in a transaction); the live tokens are read
- * here.
- */
-async function eligibility(
-  sql: Pick<Sql, "query">,
-  appointment: AppointmentRow | undefined,
-  request: JoinRequest,
-  now: Date,
-): Promise<Eligibility> {
-  const { role, opensAt } = checkJoinWindow(appointment ?? null, request.userId, now);
-  if (!appointment) throw new Error("unreachable: checkJoinWindow refuses a missing appointment");
-
-  const live = await sql.query<LiveTokenRow>(LIVE_TOKENS_AROUND, [request.userId, appointment.id, now]);
-  const firstOther = live.find((t) => t.userId === request.userId && t.appointmentId !== appointment.id);
-  if (firstOther && !request.supersede) {
-    throw new AppError(
-      409,
-      "active_elsewhere",
-      "Conflict",
-      "You hold a live join token for another appointment; join with supersede: true to leave it.",
-      { otherAppointmentId: firstOther.externalId },
-    );
-  }
-
-  const others = new Set(live.filter((t) => t.appointmentId === appointment.id && t.userId !== request.userId).map((t) => t.userId));
-  if (others.size + 1 > appointment.maxParticipants) {
-    throw new AppError(
-      409,
-      "participant_limit",
-      "Conflict",
-      `The appointment allows ${appointment.maxParticipants} participant(s) at a time.`,
-    );
-  }
-  return { appointment, role, opensAt };
 }

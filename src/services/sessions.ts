@@ -1,11 +1,12 @@
-import type { PrismaClient } from "../db/database.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
-import type { Appointment } from "../generated/prisma/client.js";
+import type { AppointmentRow } from "../db/repositories/appointment-rows.js";
+import type { AuditRepository } from "../db/repositories/audit.js";
+import type { SessionsRepository } from "../db/repositories/sessions.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
-import { recordAudit } from "./audit.js";
 
 export interface SessionServiceOptions {
-  prisma: PrismaClient;
+  sessions: SessionsRepository;
+  audit: Pick<AuditRepository, "record">;
   provider: VideoProvider;
   now: () => Date;
   /** How long a claim on a pending session lasts: longer than any one creation attempt. */
@@ -39,22 +40,12 @@ export class SessionService {
   /** Takes the lease on a pending session; false when it is not pending or someone else holds it. */
   async claim(appointmentId: string): Promise<boolean> {
     const now = this.options.now();
-    const until = new Date(now.getTime() + this.options.leaseMs);
-    const { count } = await this.options.prisma.appointment.updateMany({
-      where: {
-        id: appointmentId,
-        status: "scheduled",
-        sessionStatus: "pending",
-        OR: [{ sessionClaimedUntil: null }, { sessionClaimedUntil: { lte: now } }],
-      },
-      data: { sessionClaimedUntil: until },
-    });
-    return count === 1;
+    return this.options.sessions.claim({ id: appointmentId, now, until: new Date(now.getTime() + this.options.leaseMs) });
   }
 
   /** One creation attempt by the lease holder; records the outcome and releases the lease. */
-  async attempt(appointment: Appointment, budget: CallBudget): Promise<SessionOutcome> {
-    const { prisma, provider } = this.options;
+  async attempt(appointment: AppointmentRow, budget: CallBudget): Promise<SessionOutcome> {
+    const { sessions, audit, provider } = this.options;
     try {
       const { sessionId } = await provider.createSession(
         {
@@ -68,25 +59,18 @@ export class SessionService {
         budget,
       );
       const now = this.options.now();
-      const { count } = await prisma.appointment.updateMany({
-        where: { id: appointment.id, sessionStatus: "pending" },
-        data: {
-          sessionId,
-          sessionStatus: "ready",
-          sessionClaimedUntil: null,
-          sessionNextAttemptAt: null,
-          sessionLastError: null,
-          sessionAttempts: { increment: 1 },
-        },
-      });
-      if (count === 1) {
-        await recordAudit(prisma, {
-          externalId: appointment.externalId,
-          actor: "system",
-          at: now,
-          type: "session.created",
-          outcome: "ready",
-          detail: { provider: provider.name, sessionId, attempt: appointment.sessionAttempts + 1 },
+      if (await sessions.markReady({ id: appointment.id, sessionId })) {
+        await audit.record({
+          now,
+          entries: [
+            {
+              externalId: appointment.externalId,
+              actor: "system",
+              type: "session.created",
+              outcome: "ready",
+              detail: { provider: provider.name, sessionId, attempt: appointment.sessionAttempts + 1 },
+            },
+          ],
         });
       }
       return "ready";
@@ -98,28 +82,29 @@ export class SessionService {
     }
   }
 
-  private async recordFailure(appointment: Appointment, reason: string): Promise<SessionOutcome> {
-    const { prisma, provider } = this.options;
+  private async recordFailure(appointment: AppointmentRow, reason: string): Promise<SessionOutcome> {
+    const { sessions, audit, provider } = this.options;
     const now = this.options.now();
     const attempts = appointment.sessionAttempts + 1;
     const failed = now.getTime() >= appointment.closesAt.getTime();
-    await prisma.appointment.updateMany({
-      where: { id: appointment.id, sessionStatus: "pending" },
-      data: {
-        sessionStatus: failed ? "failed" : "pending",
-        sessionAttempts: attempts,
-        sessionClaimedUntil: null,
-        sessionNextAttemptAt: failed ? null : new Date(now.getTime() + retryDelayMs(attempts)),
-        sessionLastError: reason.slice(0, 500),
-      },
+    const shortReason = reason.slice(0, 500);
+    await sessions.markFailedAttempt({
+      id: appointment.id,
+      attempts,
+      nextAttemptAt: failed ? null : new Date(now.getTime() + retryDelayMs(attempts)),
+      reason: shortReason,
     });
-    await recordAudit(prisma, {
-      externalId: appointment.externalId,
-      actor: "system",
-      at: now,
-      type: "session.failed",
-      outcome: failed ? "failed" : "pending",
-      detail: { provider: provider.name, reason: reason.slice(0, 500), attempt: attempts },
+    await audit.record({
+      now,
+      entries: [
+        {
+          externalId: appointment.externalId,
+          actor: "system",
+          type: "session.failed",
+          outcome: failed ? "failed" : "pending",
+          detail: { provider: provider.name, reason: shortReason, attempt: attempts },
+        },
+      ],
     });
     return failed ? "failed" : "pending";
   }
@@ -127,18 +112,18 @@ export class SessionService {
   /**
    * For a join request that found the session pending (API.md §1: "again on
    * the first join-token request"): one more attempt inline if nobody else is
-   * making one. Returns the appointment once its session is ready; otherwise
-   * throws ProviderUnavailableError with how long to wait.
+   * making one. Returns once its session is ready; otherwise throws
+   * ProviderUnavailableError with how long to wait.
    */
   async ensureReady(appointmentId: string, budget: CallBudget): Promise<void> {
-    const { prisma } = this.options;
+    const { sessions } = this.options;
     if (await this.claim(appointmentId)) {
-      const row = await prisma.appointment.findUniqueOrThrow({ where: { id: appointmentId } });
-      if ((await this.attempt(row, budget)) === "ready") return;
+      const row = await sessions.byId({ id: appointmentId });
+      if (row && (await this.attempt(row, budget)) === "ready") return;
     }
-    const row = await prisma.appointment.findUniqueOrThrow({ where: { id: appointmentId } });
-    if (row.sessionStatus === "ready") return;
-    const wait = row.sessionNextAttemptAt
+    const row = await sessions.byId({ id: appointmentId });
+    if (row?.sessionStatus === "ready") return;
+    const wait = row?.sessionNextAttemptAt
       ? Math.ceil((row.sessionNextAttemptAt.getTime() - this.options.now().getTime()) / 1000)
       : 2;
     throw new ProviderUnavailableError("The video session could not be created yet.", Math.min(60, Math.max(1, wait)));
@@ -150,38 +135,23 @@ export class SessionService {
    * FOR UPDATE SKIP LOCKED (replicas take disjoint rows) and attempts each.
    */
   async reconcileOnce(budgetMs: number, batch = 10): Promise<number> {
-    const { prisma } = this.options;
+    const { sessions, audit, provider } = this.options;
     const now = this.options.now();
-    const expired = await prisma.$queryRaw<{ external_id: string }[]>`
-      UPDATE appointments SET session_status = 'failed', session_claimed_until = NULL, session_next_attempt_at = NULL
-      WHERE session_status = 'pending' AND closes_at <= ${now}
-        AND (session_claimed_until IS NULL OR session_claimed_until <= ${now})
-      RETURNING external_id`;
-    for (const { external_id } of expired) {
-      await recordAudit(prisma, {
-        externalId: external_id,
+    const expired = await sessions.failOverdue({ now });
+    await audit.record({
+      now,
+      entries: expired.map((externalId) => ({
+        externalId,
         actor: "system",
-        at: now,
-        type: "session.failed",
+        type: "session.failed" as const,
         outcome: "failed",
-        detail: { provider: this.options.provider.name, reason: "the join window closed before a session could be created" },
-      });
-    }
+        detail: { provider: provider.name, reason: "the join window closed before a session could be created" },
+      })),
+    });
 
-    const lease = new Date(now.getTime() + this.options.leaseMs);
-    const claimed = await prisma.$queryRaw<{ id: string }[]>`
-      UPDATE appointments SET session_claimed_until = ${lease}
-      WHERE id IN (
-        SELECT id FROM appointments
-        WHERE session_status = 'pending' AND status = 'scheduled'
-          AND (session_next_attempt_at IS NULL OR session_next_attempt_at <= ${now})
-          AND (session_claimed_until IS NULL OR session_claimed_until <= ${now})
-        ORDER BY session_next_attempt_at NULLS FIRST
-        LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED)
-      RETURNING id`;
-    for (const { id } of claimed) {
-      const row = await prisma.appointment.findUnique({ where: { id } });
+    const claimed = await sessions.claimDue({ now, until: new Date(now.getTime() + this.options.leaseMs), limit: batch });
+    for (const id of claimed) {
+      const row = await sessions.byId({ id });
       if (row) await this.attempt(row, { deadline: Date.now() + budgetMs });
     }
     return claimed.length;

@@ -1,8 +1,6 @@
-import type { PrismaClient } from "../db/database.js";
-import type { Sql } from "../db/sql.js";
-import { recordAudit } from "./audit.js";
-import { auditInsert, type IntrospectedRow, TOKEN_BY_HASH } from "./queries.js";
-import { hashToken } from "./tokens-store.js";
+import type { AuditRepository } from "../db/repositories/audit.js";
+import type { JoinTokensRepository } from "../db/repositories/join-tokens.js";
+import { hashToken } from "../domain/token-hash.js";
 
 export type IntrospectionResult =
   | {
@@ -25,7 +23,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Introspection (API.md §4) and operator revocation (§5) of single tokens. */
 export class TokenChecks {
-  constructor(private readonly options: { prisma: PrismaClient; sql: Sql; now: () => Date }) {}
+  constructor(
+    private readonly options: {
+      tokens: Pick<JoinTokensRepository, "byHash" | "find" | "revokeOne">;
+      audit: Pick<AuditRepository, "record">;
+      now: () => Date;
+    },
+  ) {}
 
   /**
    * Fails closed: only the exact token whose hash is stored can be active, so
@@ -33,8 +37,7 @@ export class TokenChecks {
    * Every call is audited, against the token's appointment when there is one.
    */
   async introspect(token: string, actor: string): Promise<IntrospectionResult> {
-    const { sql } = this.options;
-    const [row] = await sql.query<IntrospectedRow>(TOKEN_BY_HASH, [hashToken(token)]);
+    const row = await this.options.tokens.byHash({ tokenHash: hashToken(token) });
     const now = this.options.now();
     const result: IntrospectionResult = !row
       ? { active: false, reason: "unknown" }
@@ -56,42 +59,41 @@ export class TokenChecks {
                 nbf: seconds(row.notBefore),
                 exp: seconds(row.expiresAt),
               };
-    await sql.query(
-      ...auditInsert(
-        [
-          {
-            externalId: row?.externalId ?? "",
-            actor,
-            type: "token.introspected",
-            outcome: result.active ? "active" : result.reason,
-            detail: row ? { tokenId: row.id, userId: row.userId } : {},
-          },
-        ],
-        now,
-      ),
-    );
+    await this.options.audit.record({
+      now,
+      entries: [
+        {
+          externalId: row?.externalId ?? "",
+          actor,
+          type: "token.introspected",
+          outcome: result.active ? "active" : result.reason,
+          detail: row ? { tokenId: row.id, userId: row.userId } : {},
+        },
+      ],
+    });
     return result;
   }
 
   /** RFC 7009: the answer is the same whether or not the token was live or known. */
   async revoke(by: { token?: string; tokenId?: string }, actor: string): Promise<void> {
-    const { prisma } = this.options;
-    const where = by.token !== undefined ? { tokenHash: hashToken(by.token) } : by.tokenId && UUID.test(by.tokenId) ? { id: by.tokenId } : null;
-    if (!where) return;
+    const { tokens, audit } = this.options;
+    const key = by.token !== undefined ? { tokenHash: hashToken(by.token) } : by.tokenId && UUID.test(by.tokenId) ? { id: by.tokenId } : null;
+    if (!key) return;
     const now = this.options.now();
-    const row = await prisma.joinToken.findUnique({ where, include: { appointment: { select: { externalId: true } } } });
+    const row = await tokens.find(key);
     if (!row) return;
-    const { count } = await prisma.joinToken.updateMany({
-      where: { id: row.id, revokedAt: null, expiresAt: { gt: now } },
-      data: { revokedAt: now, revocationReason: "operator" },
-    });
-    await recordAudit(prisma, {
-      externalId: row.appointment.externalId,
-      actor,
-      at: now,
-      type: "token.revoked",
-      outcome: count > 0 ? "revoked" : "was_not_live",
-      detail: { reason: "operator", tokenId: row.id, userId: row.userId },
+    const revoked = await tokens.revokeOne({ id: row.id, reason: "operator", now });
+    await audit.record({
+      now,
+      entries: [
+        {
+          externalId: row.appointment.externalId,
+          actor,
+          type: "token.revoked",
+          outcome: revoked ? "revoked" : "was_not_live",
+          detail: { reason: "operator", tokenId: row.id, userId: row.userId },
+        },
+      ],
     });
   }
 }

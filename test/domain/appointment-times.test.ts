@@ -8,7 +8,7 @@ import {
   resolveInstant,
   type AppointmentTimesInput,
 } from "../../src/domain/appointment-times.js";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/domain/errors.js";
 
 const START = "/data/startsAt";
 const END = "/data/endsAt";

@@ -1,7 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import ajvFormats from "ajv-formats";
-import { problems } from "../../src/http/schemas/problems.js";
+import { problems } from "../../src/schemas/problems.js";
 
 /**
  * Checks the service's answers against its own OpenAPI document, so that a

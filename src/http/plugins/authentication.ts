@@ -5,7 +5,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from "fastify
 import fp from "fastify-plugin";
 import { type CryptoKey, createRemoteJWKSet, customFetch, errors } from "jose";
 import type { Config } from "../../config.js";
-import { AppError } from "../../errors.js";
+import { AppError } from "../../domain/errors.js";
 
 /**
  * Bearer JWTs from the organisation's identity provider (API.md "Actors and
@@ -52,12 +52,12 @@ export interface AuthenticationOptions {
  * `error="invalid_token"`.
  */
 export const unauthenticated = (detail: string, credentialsGiven = true): AppError =>
-  new AppError(401, "unauthenticated", "Unauthorized", detail, {}, {
+  new AppError("unauthenticated", detail, {}, {
     "www-authenticate": credentialsGiven ? 'Bearer error="invalid_token"' : "Bearer",
   });
 
 const insufficientScope = (scope: Scope): AppError =>
-  new AppError(403, "insufficient_scope", "Forbidden", `This operation needs the ${scope} scope.`, {}, {
+  new AppError("insufficient_scope", `This operation needs the ${scope} scope.`, {}, {
     "www-authenticate": `Bearer error="insufficient_scope", scope="${scope}"`,
   });
 

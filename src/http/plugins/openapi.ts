@@ -3,8 +3,8 @@ import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance, FastifySchema, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
 import { Type } from "typebox";
-import { absentBodyIsEmpty } from "../schemas/common.js";
-import { problems, RATE_LIMITED } from "../schemas/problems.js";
+import { absentBodyIsEmpty } from "../../schemas/common.js";
+import { problems, RATE_LIMITED } from "../../schemas/problems.js";
 
 const DOCS_PREFIX = "/docs";
 

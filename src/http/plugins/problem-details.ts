@@ -1,9 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { isDatabaseUnavailable, isRejectedValue } from "../../db/errors.js";
-import { AppError, notFound, notReady } from "../../errors.js";
-
-export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+import { AppError, invalidRequest, notFound, notReady } from "../../domain/errors.js";
+import { PROBLEM_CONTENT_TYPE } from "../../schemas/problems.js";
 
 export interface Problem {
   type: string;
@@ -34,14 +33,14 @@ export function sendProblem(reply: FastifyReply, error: AppError) {
     .send(JSON.stringify(problemBody(error)));
 }
 
-interface ValidationIssue {
+interface SchemaIssue {
   instancePath: string;
   message?: string;
   params?: Record<string, unknown>;
 }
 
 /** Turns Fastify's errors (validation, content type, body size, JSON syntax) into the contract's codes. */
-export function toAppError(error: FastifyError & { validation?: ValidationIssue[] }): AppError {
+export function toAppError(error: FastifyError & { validation?: SchemaIssue[] }): AppError {
   if (error instanceof AppError) return error;
   if (error.validation) {
     const errors = error.validation.map((issue) => {
@@ -50,39 +49,31 @@ export function toAppError(error: FastifyError & { validation?: ValidationIssue[
       return { path, message: issue.message ?? "is invalid" };
     });
     const where = (error as { validationContext?: string }).validationContext ?? "request";
-    return new AppError(400, "invalid_request", "Invalid request", `The ${where} does not match the schema.`, {
-      errors,
-    });
+    return invalidRequest(`The ${where} does not match the schema.`, errors);
   }
   switch (error.code) {
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
     case "FST_ERR_CTP_INVALID_TYPE":
       return new AppError(
-        415,
         "unsupported_media_type",
-        "Unsupported Media Type",
         "Send the body as application/json (introspection and revocation also take application/x-www-form-urlencoded).",
       );
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new AppError(413, "payload_too_large", "Payload Too Large", "The body is larger than 64 KiB.");
+      return new AppError("payload_too_large", "The body is larger than 64 KiB.");
     case "FST_ERR_CTP_INVALID_JSON_BODY":
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return new AppError(400, "invalid_request", "Invalid request", "The body is not valid JSON.");
+      return invalidRequest("The body is not valid JSON.");
     case "FST_ERR_BAD_URL":
     case "FST_ERR_MAX_PARAM_LENGTH":
-      return new AppError(400, "invalid_request", "Invalid request", "The URL is not valid.");
+      return invalidRequest("The URL is not valid.");
   }
   if (isDatabaseUnavailable(error)) return notReady();
-  if (isRejectedValue(error)) {
-    return new AppError(400, "invalid_request", "Invalid request", "The request contains a value that cannot be stored.");
-  }
+  if (isRejectedValue(error)) return invalidRequest("The request contains a value that cannot be stored.");
   const status = error.statusCode ?? 500;
   if (status === 404) return notFound();
-  if (status >= 400 && status < 500) {
-    // Not Fastify's message: some of them quote the URL, which may carry a misplaced token.
-    return new AppError(status, "invalid_request", "Invalid request", "The request is not valid.");
-  }
-  return new AppError(500, "internal_error", "Internal Server Error", "Something went wrong on our side.");
+  // Not Fastify's message: some of them quote the URL, which may carry a misplaced token.
+  if (status >= 400 && status < 500) return invalidRequest("The request is not valid.");
+  return new AppError("internal_error", "Something went wrong on our side.");
 }
 
 /** One place where every error becomes problem+json: 4xx as the contract says, 5xx without details. */

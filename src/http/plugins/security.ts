@@ -1,21 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import cors from "@fastify/cors";
 import rateLimit from "@fastify/rate-limit";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, preHandlerAsyncHookHandler } from "fastify";
 import fp from "fastify-plugin";
 import helmet, { type HelmetOptions } from "helmet";
 import type { Config } from "../../config.js";
-import { AppError } from "../../errors.js";
-
-export const rateLimited = (retryAfterSeconds: number) =>
-  new AppError(
-    429,
-    "rate_limited",
-    "Too Many Requests",
-    `Too many requests; try again in ${retryAfterSeconds} s.`,
-    {},
-    { "retry-after": String(retryAfterSeconds) },
-  );
+import { rateLimited } from "../../domain/errors.js";
 
 type HelmetMiddleware = (request: IncomingMessage, response: ServerResponse, next: (error?: unknown) => void) => void;
 
@@ -91,3 +81,22 @@ export default fp(
   },
   { name: "security" },
 );
+
+/**
+ * API.md: join-token requests per user, on top of the per-address limit. It
+ * runs after authentication (the key is the JWT's `sub`) and through
+ * createRateLimit, because the plugin's own route handler skips a request the
+ * per-address limit has already seen. 0 turns it off.
+ */
+export function perUserJoinLimit(app: FastifyInstance, perMinute: number): preHandlerAsyncHookHandler | null {
+  if (perMinute <= 0) return null;
+  const check = app.createRateLimit({
+    max: perMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => `join:${request.caller.userId}`,
+  });
+  return async (request) => {
+    const result = await check(request);
+    if (!result.isAllowed && result.isExceeded) throw rateLimited(Math.max(1, result.ttlInSeconds));
+  };
+}

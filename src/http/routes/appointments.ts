@@ -1,8 +1,10 @@
-import type { FastifyInstance, preHandlerAsyncHookHandler } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { preHandlerAsyncHookHandler } from "fastify";
 import { Type } from "typebox";
-import { invalidRequest } from "../../errors.js";
-import type { AppointmentService } from "../../services/appointments.js";
+import { invalidRequest } from "../../domain/errors.js";
+import type { AppointmentReads } from "../../services/appointments.js";
 import type { JoinTokenService } from "../../services/join-tokens.js";
+import type { OperatorActions } from "../../services/operator-actions.js";
 import { hasScope, requireScope } from "../plugins/authentication.js";
 import {
   Appointment,
@@ -12,17 +14,21 @@ import {
   JoinTokenRequest,
   JoinTokenResponse,
   KillSwitchBody,
-} from "../schemas/appointments.js";
-import { absentBodyIsEmpty } from "../schemas/common.js";
-import { AUTHENTICATED, BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../schemas/problems.js";
+} from "../../schemas/appointments.js";
+import { absentBodyIsEmpty } from "../../schemas/common.js";
+import { AUTHENTICATED, BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../../schemas/problems.js";
 
 const bearer = [{ bearer: [] }];
 
-export default async function appointmentRoutes(
-  app: FastifyInstance,
-  options: { appointments: AppointmentService; joinTokens: JoinTokenService; joinRateLimit: preHandlerAsyncHookHandler | null },
-) {
-  const { appointments, joinTokens } = options;
+interface AppointmentRouteOptions {
+  reads: AppointmentReads;
+  joinTokens: JoinTokenService;
+  operatorActions: OperatorActions;
+  joinRateLimit: preHandlerAsyncHookHandler | null;
+}
+
+const appointmentRoutes: FastifyPluginAsyncTypebox<AppointmentRouteOptions> = async (app, options) => {
+  const { reads, joinTokens, operatorActions } = options;
 
   app.get(
     "/v1/appointments/:externalId",
@@ -40,8 +46,7 @@ export default async function appointmentRoutes(
       },
     },
     async (request) => {
-      const { externalId } = request.params as { externalId: string };
-      return appointments.read(externalId, {
+      return reads.read(request.params.externalId, {
         userId: request.caller.userId,
         canReadAny: hasScope(request.caller, "appointments:read"),
       });
@@ -80,9 +85,11 @@ export default async function appointmentRoutes(
       },
     },
     async (request, reply) => {
-      const { externalId } = request.params as { externalId: string };
-      const { supersede } = request.body as { supersede?: boolean };
-      const issued = await joinTokens.issue({ externalId, userId: request.caller.userId, supersede: supersede === true });
+      const issued = await joinTokens.issue({
+        externalId: request.params.externalId,
+        userId: request.caller.userId,
+        supersede: request.body?.supersede === true,
+      });
       app.domainMetrics.tokensIssued.inc({ role: issued.role });
       return reply.code(201).header("cache-control", "no-store").send(issued);
     },
@@ -106,8 +113,7 @@ export default async function appointmentRoutes(
       },
     },
     async (request) => {
-      const { externalId } = request.params as { externalId: string };
-      return appointments.revokeAll(externalId, request.body as { reason?: string; block?: boolean }, `operator:${request.caller.userId}`);
+      return operatorActions.revokeAll(request.params.externalId, request.body ?? {}, `operator:${request.caller.userId}`);
     },
   );
 
@@ -129,8 +135,7 @@ export default async function appointmentRoutes(
       },
     },
     async (request) => {
-      const { externalId } = request.params as { externalId: string };
-      return appointments.unblock(externalId, `operator:${request.caller.userId}`);
+      return operatorActions.unblock(request.params.externalId, `operator:${request.caller.userId}`);
     },
   );
 
@@ -151,13 +156,14 @@ export default async function appointmentRoutes(
       },
     },
     async (request) => {
-      const { externalId } = request.params as { externalId: string };
-      const query = request.query as { after?: string; limit?: string };
+      const { query } = request;
       const limit = query.limit === undefined ? 100 : Number(query.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
         throw invalidRequest("limit must be an integer from 1 to 500.", [{ path: "/limit", message: "must be 1 to 500" }]);
       }
-      return appointments.events(externalId, query.after === undefined ? undefined : BigInt(query.after), limit);
+      return reads.events(request.params.externalId, query.after === undefined ? undefined : BigInt(query.after), limit);
     },
   );
-}
+};
+
+export default appointmentRoutes;

@@ -1,9 +1,10 @@
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { FastifyInstance } from "fastify";
-import { notFound } from "../../errors.js";
-import { ExternalIdParams } from "../schemas/appointments.js";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "typebox";
+import { notFound } from "../../domain/errors.js";
+import { ExternalIdParams } from "../../schemas/appointments.js";
 
 /**
  * `npm run build` compiles src/client (tsconfig.client.json) to dist/client.
@@ -61,7 +62,7 @@ async function loadAssets(dir: string): Promise<{ page: Buffer | null; files: Ma
  * the same for every appointment (its script reads the id from the path), so
  * nothing from the URL is ever written into it.
  */
-export default async function joinPageRoutes(app: FastifyInstance, options: { clientDir?: string } = {}) {
+const joinPageRoutes: FastifyPluginAsyncTypebox<{ clientDir?: string }> = async (app, options) => {
   const dir = options.clientDir ?? CLIENT_DIR;
   const { page, files } = await loadAssets(dir);
   if (!page || !files.has("joinwindow.js")) {
@@ -74,10 +75,10 @@ export default async function joinPageRoutes(app: FastifyInstance, options: { cl
       config: { rateLimit: false },
       // Portals on other origins (CORS_ORIGINS) load the client as a module script: CORS answers for them, and CORP must not refuse.
       helmet: { crossOriginResourcePolicy: { policy: "cross-origin" } },
-      schema: { hide: true },
+      schema: { hide: true, params: Type.Object({ file: Type.String({ maxLength: 100 }) }) },
     },
     async (request, reply) => {
-      const asset = files.get((request.params as { file: string }).file);
+      const asset = files.get(request.params.file);
       if (!asset) throw notFound("No such file.");
       // Not fingerprinted: short, so that a new release reaches browsers within minutes.
       return reply.type(asset.contentType).header("cache-control", "public, max-age=300").send(asset.body);
@@ -100,4 +101,6 @@ export default async function joinPageRoutes(app: FastifyInstance, options: { cl
         .send(page);
     },
   );
-}
+};
+
+export default joinPageRoutes;

@@ -1,13 +1,13 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
 import type { Database } from "../../db/database.js";
-import { notReady } from "../../errors.js";
-import { DATABASE, problems } from "../schemas/problems.js";
+import { notReady } from "../../domain/errors.js";
+import { DATABASE, problems } from "../../schemas/problems.js";
 
 const READY_TIMEOUT_MS = 2_000;
 
 /** Liveness, readiness and metrics: unauthenticated and outside the rate limit, for load balancers and scrapers. */
-export default async function operationsRoutes(app: FastifyInstance, options: { db: Database }) {
+const operationsRoutes: FastifyPluginAsyncTypebox<{ db: Database }> = async (app, options) => {
   const { db } = options;
   const config = { rateLimit: false } as const;
   const tags = ["operations"];
@@ -90,4 +90,6 @@ export default async function operationsRoutes(app: FastifyInstance, options: { 
     },
     async (_request, reply) => reply.type(app.metrics.contentType).send(await app.metrics.metrics()),
   );
-}
+};
+
+export default operationsRoutes;

@@ -1,17 +1,17 @@
 import formBody from "@fastify/formbody";
-import type { FastifyInstance } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
-import { invalidRequest } from "../../errors.js";
+import { invalidRequest } from "../../domain/errors.js";
 import type { TokenChecks } from "../../services/token-checks.js";
 import { requireScope } from "../plugins/authentication.js";
-import { IntrospectionResult, RevokeTokenBody, TokenBody } from "../schemas/appointments.js";
-import { BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../schemas/problems.js";
+import { IntrospectionResult, RevokeTokenBody, TokenBody } from "../../schemas/appointments.js";
+import { BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../../schemas/problems.js";
 
 /** RFC 7662 / 7009 clients (every OAuth library) send forms; the one schema validates what either parser gives. */
 const consumes = ["application/json", "application/x-www-form-urlencoded"];
 
 /** Introspection and revocation (API.md §4, §5) accept JSON or a form body, in the manner of RFC 7662 / 7009. */
-export default async function tokenRoutes(app: FastifyInstance, options: { tokenChecks: TokenChecks }) {
+const tokenRoutes: FastifyPluginAsyncTypebox<{ tokenChecks: TokenChecks }> = async (app, options) => {
   await app.register(formBody, { bodyLimit: 64 * 1024 });
   const { tokenChecks } = options;
 
@@ -29,8 +29,7 @@ export default async function tokenRoutes(app: FastifyInstance, options: { token
       },
     },
     async (request, reply) => {
-      const { token } = request.body as { token: string };
-      const result = await tokenChecks.introspect(token, `gateway:${request.caller.userId}`);
+      const result = await tokenChecks.introspect(request.body.token, `gateway:${request.caller.userId}`);
       app.domainMetrics.introspections.inc({ result: result.active ? "active" : result.reason });
       return reply.header("cache-control", "no-store").send(result);
     },
@@ -50,7 +49,7 @@ export default async function tokenRoutes(app: FastifyInstance, options: { token
       },
     },
     async (request) => {
-      const body = request.body as { token?: string; tokenId?: string };
+      const { body } = request;
       if ((body.token === undefined) === (body.tokenId === undefined)) {
         throw invalidRequest("Give either the token or its tokenId.", [
           { path: "/token", message: "exactly one of token and tokenId is required" },
@@ -60,4 +59,6 @@ export default async function tokenRoutes(app: FastifyInstance, options: { token
       return {};
     },
   );
-}
+};
+
+export default tokenRoutes;

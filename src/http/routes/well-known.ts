@@ -1,6 +1,6 @@
-import type { FastifyInstance } from "fastify";
-import { Type } from "typebox";
-import { DATABASE, problems } from "../schemas/problems.js";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { type Static, Type } from "typebox";
+import { DATABASE, problems } from "../../schemas/problems.js";
 
 /** The public half of an ES256 key of the `local` provider (services/signing-keys.ts). */
 const PublicJwk = Type.Object({
@@ -13,8 +13,10 @@ const PublicJwk = Type.Object({
   use: Type.Literal("sig"),
 });
 
+const Jwks = Type.Object({ keys: Type.Array(PublicJwk, { description: "Empty for the other providers" }) });
+
 /** Public keys of the built-in `local` provider, for video gateways that verify its tokens themselves. */
-export default async function wellKnownRoutes(app: FastifyInstance, options: { jwks: () => Promise<{ keys: object[] }> }) {
+const wellKnownRoutes: FastifyPluginAsyncTypebox<{ jwks: () => Promise<{ keys: object[] }> }> = async (app, options) => {
   app.get(
     "/.well-known/jwks.json",
     {
@@ -23,14 +25,16 @@ export default async function wellKnownRoutes(app: FastifyInstance, options: { j
         tags: ["tokens"],
         summary: "Public keys (JWKS) of the local provider's token signing keys",
         response: {
-          200: Type.Object({ keys: Type.Array(PublicJwk, { description: "Empty for the other providers" }) }),
+          200: Jwks,
           ...problems(...DATABASE),
         },
       },
     },
     async (_request, reply) => {
       // Short: a verifier that meets an unknown kid refetches, and a new key must show up soon after a rotation.
-      return reply.header("cache-control", "public, max-age=60").send(await options.jwks());
+      return reply.header("cache-control", "public, max-age=60").send((await options.jwks()) as Static<typeof Jwks>);
     },
   );
-}
+};
+
+export default wellKnownRoutes;

@@ -92,6 +92,8 @@ export const JoinTokenResponse = Type.Object({
   expiresAt: Instant,
 });
 
+export type JoinTokenResponse = Static<typeof JoinTokenResponse>;
+
 export const TokenBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 8192 }) });
 
 export const RevokeTokenBody = Type.Object({

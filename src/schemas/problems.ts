@@ -1,5 +1,8 @@
 import { type TSchema, Type } from "typebox";
-import { PROBLEM_CONTENT_TYPE } from "../plugins/problem-details.js";
+import { type ErrorCode, statusOf } from "../domain/errors.js";
+
+/** How every error of this service is answered (RFC 9457). */
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
 const Instant = Type.String({ format: "date-time", description: "UTC, millisecond precision, `Z` suffix" });
 
@@ -31,7 +34,6 @@ const BEARER_CHALLENGE: Record<string, HeaderSpec> = {
 };
 
 interface CodeSpec {
-  status: number;
   /** When the service answers it (API.md "Errors"). */
   when: string;
   /** Members besides type, title, status, detail and code. */
@@ -39,77 +41,66 @@ interface CodeSpec {
   headers?: Record<string, HeaderSpec>;
 }
 
-/** Every problem `code` the service sends, with its status: API.md's table of errors. */
+/** What the document says of every problem `code` the service sends (their statuses are the catalogue's, domain/errors.ts). */
 const CODES = {
   invalid_request: {
-    status: 400,
     when: "the body is not JSON, the request does not match the schema, or the HTTP request is malformed (an HTTP/1.1 request without Host)",
     members: { errors: Type.Optional(ValidationErrors) },
   },
-  invalid_signature: { status: 401, when: "the webhook signature or timestamp is missing or wrong" },
+  invalid_signature: { when: "the webhook signature or timestamp is missing or wrong" },
   unauthenticated: {
-    status: 401,
     when: "the bearer JWT is missing, malformed, expired, not yet valid, or signed with another key or algorithm",
     headers: BEARER_CHALLENGE,
   },
-  insufficient_scope: { status: 403, when: "the JWT lacks the scope the operation needs", headers: BEARER_CHALLENGE },
-  access_blocked: { status: 403, when: "an operator's kill switch blocks the appointment" },
-  not_found: { status: 404, when: "unknown appointment, or the caller is not its agent or customer" },
-  appointment_cancelled: { status: 409, when: "the appointment was cancelled" },
+  insufficient_scope: { when: "the JWT lacks the scope the operation needs", headers: BEARER_CHALLENGE },
+  access_blocked: { when: "an operator's kill switch blocks the appointment" },
+  not_found: { when: "unknown appointment, or the caller is not its agent or customer" },
+  appointment_cancelled: { when: "the appointment was cancelled" },
   active_elsewhere: {
-    status: 409,
     when: "the caller holds a live token for another appointment (send supersede: true to leave it)",
     members: { otherAppointmentId: Type.String({ description: "The other appointment's externalId" }) },
   },
-  participant_limit: { status: 409, when: "another participant would exceed maxParticipants" },
+  participant_limit: { when: "another participant would exceed maxParticipants" },
   join_window_closed: {
-    status: 410,
     when: "the join window has closed",
     members: { closedAt: Instant },
   },
   request_timeout: {
-    status: 408,
     when: "the request (headers and body) did not arrive within HTTP_REQUEST_TIMEOUT_MS; the connection is closed",
   },
-  payload_too_large: { status: 413, when: "the body is larger than 64 KiB" },
-  unsupported_media_type: { status: 415, when: "the body is not JSON (or, where accepted, a form)" },
+  payload_too_large: { when: "the body is larger than 64 KiB" },
+  unsupported_media_type: { when: "the body is not JSON (or, where accepted, a form)" },
   missing_time_zone: {
-    status: 422,
     when: "a local time without an offset, and no timeZone",
     members: { errors: Type.Optional(ValidationErrors) },
   },
   invalid_time_zone: {
-    status: 422,
     when: "timeZone is not an IANA time zone",
     members: { errors: Type.Optional(ValidationErrors) },
   },
   nonexistent_local_time: {
-    status: 422,
     when: "a local time skipped by a daylight-saving change",
     members: { errors: Type.Optional(ValidationErrors) },
   },
-  expectation_failed: { status: 417, when: "an Expect header other than 100-continue" },
-  invalid_time_range: { status: 422, when: "endsAt is not after startsAt, or the appointment lasts over 24 h" },
+  expectation_failed: { when: "an Expect header other than 100-continue" },
+  invalid_time_range: { when: "endsAt is not after startsAt, or the appointment lasts over 24 h" },
   too_early: {
-    status: 425,
     when: "before the caller's opening time",
     members: { opensAt: Instant },
     headers: RETRY_AFTER,
   },
-  headers_too_large: { status: 431, when: "the request's headers are larger than the server accepts" },
-  rate_limited: { status: 429, when: "too many requests from this address (or join-token requests from this user)", headers: RETRY_AFTER },
+  headers_too_large: { when: "the request's headers are larger than the server accepts" },
+  rate_limited: { when: "too many requests from this address (or join-token requests from this user)", headers: RETRY_AFTER },
   provider_unavailable: {
-    status: 503,
     when: "the video provider cannot give a session or token now",
     headers: RETRY_AFTER,
   },
-  not_ready: { status: 503, when: "the database is unreachable", headers: RETRY_AFTER },
+  not_ready: { when: "the database is unreachable", headers: RETRY_AFTER },
   shutting_down: {
-    status: 503,
     when: "this instance is shutting down (the connection is closed; another instance answers)",
     headers: RETRY_AFTER,
   },
-} satisfies Record<string, CodeSpec>;
+} satisfies Record<Exclude<ErrorCode, "internal_error">, CodeSpec>;
 
 export type ProblemCode = keyof typeof CODES;
 
@@ -143,7 +134,7 @@ function problemSchema(code: ProblemCode) {
     {
       type: Type.Literal(`urn:joinwindow:problem:${code}`),
       title: Type.String(),
-      status: Type.Literal(spec.status),
+      status: Type.Literal(statusOf(code)),
       detail: Type.String(),
       code: Type.Literal(code),
       ...spec.members,
@@ -162,7 +153,7 @@ function problemSchema(code: ProblemCode) {
 export function problems(...codes: ProblemCode[]) {
   const byStatus = new Map<number, ProblemCode[]>();
   for (const code of new Set<ProblemCode>([...codes, ...EVERY_REQUEST])) {
-    const { status } = CODES[code];
+    const status = statusOf(code);
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }
   return Object.fromEntries(

@@ -1,0 +1,168 @@
+import type { LiveToken } from "../../domain/join-rules.js";
+import type { ParticipantRole } from "../../domain/join-window.js";
+import type { PrismaClient } from "../database.js";
+import { type Queryable, statement } from "../sql.js";
+
+/** Live tokens of the caller anywhere, and of anyone in this appointment: the §3 collision and cap checks in one read. */
+const LIVE_TOKENS_AROUND = statement(
+  "jw_live_tokens_around",
+  `SELECT DISTINCT t.appointment_id AS "appointmentId", a.external_id AS "externalId", t.user_id AS "userId"
+   FROM join_tokens t JOIN appointments a ON a.id = t.appointment_id
+   WHERE t.revoked_at IS NULL AND t.expires_at > $3 AND (t.user_id = $1 OR t.appointment_id = $2)`,
+);
+
+/**
+ * The writes of a join, in one round trip: the caller's live tokens revoked
+ * (`replaced` in this appointment, `superseded` in any other), the new token,
+ * and the audit entries, one `token.revoked` per appointment that lost tokens
+ * and the `token.issued`. The counts come from the UPDATE itself, so a token
+ * that another appointment's change revoked a moment earlier is not counted
+ * here as superseded.
+ *
+ * $1 user, $2 appointment id, $3 now, $4 token id, $5 role, $6 token hash,
+ * $7 provider, $8 session id, $9 not before, $10 expires at, $11 actor,
+ * $12 externalId, $13 detail of `token.issued`.
+ */
+const ISSUE_TOKEN = statement(
+  "jw_issue_token",
+  `WITH revoked AS (
+     UPDATE join_tokens
+     SET revoked_at = $3,
+         revocation_reason = (CASE WHEN appointment_id = $2 THEN 'replaced' ELSE 'superseded' END)::"RevocationReason"
+     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3
+     RETURNING appointment_id),
+   lost AS (
+     SELECT a.external_id, r.appointment_id = $2 AS here, count(*)::int AS n
+     FROM revoked r JOIN appointments a ON a.id = r.appointment_id
+     GROUP BY a.external_id, r.appointment_id),
+   issued AS (
+     INSERT INTO join_tokens (id, appointment_id, user_id, role, token_hash, provider, session_id, issued_at, not_before, expires_at)
+     VALUES ($4, $2, $1, $5::"ParticipantRole", $6, $7, $8, $3, $9, $10))
+   INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
+   SELECT * FROM (
+     SELECT external_id, $3::timestamptz, 'token.revoked', $11::text, 'revoked',
+            jsonb_build_object('reason', CASE WHEN here THEN 'replaced' ELSE 'superseded' END, 'count', n, 'userId', $1::text)
+              || CASE WHEN here THEN '{}'::jsonb ELSE jsonb_build_object('by', $12::text) END
+     FROM lost ORDER BY here, external_id) AS revocations
+   UNION ALL
+   SELECT $12::text, $3::timestamptz, 'token.issued', $11::text,
+          CASE WHEN EXISTS (SELECT 1 FROM lost WHERE here) THEN 'replaced_previous' ELSE 'issued' END, $13::jsonb`,
+);
+
+export interface StoredToken {
+  id: string;
+  userId: string;
+  role: string;
+  sessionId: string;
+  provider: string;
+  issuedAt: Date;
+  notBefore: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  revocationReason: string | null;
+  /** Its appointment's externalId. */
+  externalId: string;
+}
+
+const TOKEN_BY_HASH = statement(
+  "jw_token_by_hash",
+  `SELECT t.id, t.user_id AS "userId", t.role, t.session_id AS "sessionId", t.provider, t.issued_at AS "issuedAt",
+          t.not_before AS "notBefore", t.expires_at AS "expiresAt", t.revoked_at AS "revokedAt",
+          t.revocation_reason AS "revocationReason", a.external_id AS "externalId"
+   FROM join_tokens t JOIN appointments a ON a.id = t.appointment_id
+   WHERE t.token_hash = $1`,
+);
+
+/** Live tokens of an appointment, of one user ($4) or of everyone ($4 null). */
+const REVOKE_APPOINTMENT_TOKENS = statement(
+  "jw_revoke_appointment_tokens",
+  `UPDATE join_tokens SET revoked_at = $2, revocation_reason = $3::"RevocationReason"
+   WHERE appointment_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ($4::text IS NULL OR user_id = $4)
+   RETURNING id`,
+);
+
+export type RevocationReason = "replaced" | "rescheduled" | "reassigned" | "cancelled" | "superseded" | "operator" | "blocked";
+
+export interface NewToken {
+  tx: Queryable;
+  tokenId: string;
+  userId: string;
+  role: ParticipantRole;
+  tokenHash: string;
+  provider: string;
+  sessionId: string;
+  /** The appointment's id and externalId. */
+  appointmentId: string;
+  externalId: string;
+  notBefore: Date;
+  expiresAt: Date;
+  now: Date;
+  /** Who the audit entries name. */
+  actor: string;
+}
+
+/** Join tokens, stored only as hashes. */
+export class JoinTokensRepository {
+  constructor(private readonly db: { sql: Queryable; prisma: PrismaClient }) {}
+
+  /** In `tx` when given (then its snapshot follows the transaction's locks). */
+  async liveAround({ tx, userId, appointmentId, now }: { tx?: Queryable | undefined; userId: string; appointmentId: string; now: Date }) {
+    return (tx ?? this.db.sql).query<LiveToken>(LIVE_TOKENS_AROUND, [userId, appointmentId, now]);
+  }
+
+  /** Stores the token, revoking the user's other live ones, and audits both (ISSUE_TOKEN). */
+  async issue(token: NewToken): Promise<void> {
+    const detail = { tokenId: token.tokenId, userId: token.userId, role: token.role, expiresAt: token.expiresAt.toISOString() };
+    await token.tx.query(ISSUE_TOKEN, [
+      token.userId,
+      token.appointmentId,
+      token.now,
+      token.tokenId,
+      token.role,
+      token.tokenHash,
+      token.provider,
+      token.sessionId,
+      token.notBefore,
+      token.expiresAt,
+      token.actor,
+      token.externalId,
+      JSON.stringify(detail),
+    ]);
+  }
+
+  async byHash({ tokenHash }: { tokenHash: string }): Promise<StoredToken | undefined> {
+    const [row] = await this.db.sql.query<StoredToken>(TOKEN_BY_HASH, [tokenHash]);
+    return row;
+  }
+
+  /** Revokes an appointment's live tokens (of one user, or of all when userId is null); returns how many. */
+  async revokeForAppointment({
+    tx,
+    appointmentId,
+    reason,
+    userId,
+    now,
+  }: {
+    tx: Queryable;
+    appointmentId: string;
+    reason: RevocationReason;
+    userId: string | null;
+    now: Date;
+  }): Promise<number> {
+    return (await tx.query(REVOKE_APPOINTMENT_TOKENS, [appointmentId, now, reason, userId])).length;
+  }
+
+  /** One token by its value's hash or by its id, with its appointment's externalId. */
+  async find(by: { tokenHash: string } | { id: string }) {
+    return this.db.prisma.joinToken.findUnique({ where: by, include: { appointment: { select: { externalId: true } } } });
+  }
+
+  /** Revokes one token if it is still live; false when it was not. */
+  async revokeOne({ id, reason, now }: { id: string; reason: RevocationReason; now: Date }): Promise<boolean> {
+    const { count } = await this.db.prisma.joinToken.updateMany({
+      where: { id, revokedAt: null, expiresAt: { gt: now } },
+      data: { revokedAt: now, revocationReason: reason },
+    });
+    return count > 0;
+  }
+}

@@ -1,0 +1,24 @@
+/** One line of an appointment's audit trail (API.md §6). */
+export type AuditType =
+  | "webhook.applied"
+  | "webhook.ignored"
+  | "session.created"
+  | "session.failed"
+  | "token.issued"
+  | "token.revoked"
+  | "token.introspected"
+  | "appointment.blocked"
+  | "appointment.unblocked";
+
+export interface AuditEntry {
+  /** The appointment's externalId; "" for an introspection of an unknown token. */
+  externalId: string;
+  type: AuditType;
+  /** Who did it: "scheduler", "user:<sub>", "operator:<sub>", "gateway:<sub>", "system". */
+  actor: string;
+  outcome: string;
+  /** Never a token or a secret: ids, reasons, counts. */
+  detail?: Record<string, unknown>;
+  /** Defaults to the writer's `now`. */
+  at?: Date;
+}
