@@ -5,6 +5,7 @@ import pg from "pg";
 import type { Config } from "../config.js";
 import { PrismaClient } from "../generated/prisma/client.js";
 import { type MigrateOptions, type MigrationResult, migrate, type SqlConnection } from "./migrate.js";
+import { withinTime } from "../support/within-time.js";
 import { pgliteSql, postgresSql, type Sql } from "./sql.js";
 
 export type { PrismaClient } from "../generated/prisma/client.js";
@@ -78,14 +79,7 @@ function openPostgres(config: DatabaseConfig, url: string, onPoolError?: (error:
       await prisma.$disconnect();
       // pool.end() waits for every connection's goodbye; a hung database never
       // sends it, and shutdown must not wait for it.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        pool.end(),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
-        }),
-      ]);
-      clearTimeout(timer);
+      await withinTime(pool.end(), CLOSE_TIMEOUT_MS, () => undefined);
     },
   };
 }

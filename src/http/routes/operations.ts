@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
 import type { Database } from "../../db/database.js";
 import { notReady } from "../../domain/errors.js";
+import { withinTime } from "../../support/within-time.js";
 import { DATABASE, problems } from "../../schemas/problems.js";
 
 const READY_TIMEOUT_MS = 2_000;
@@ -54,19 +55,16 @@ const operationsRoutes: FastifyPluginAsyncTypebox<{ db: Database }> = async (app
       },
     },
     async () => {
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        await Promise.race([
-          db.ping(),
-          new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error("ping timed out")), READY_TIMEOUT_MS);
-          }),
-        ]);
-      } catch {
-        throw notReady();
-      } finally {
-        clearTimeout(timer);
-      }
+      // Any failure, or no answer within READY_TIMEOUT_MS, is "not ready".
+      const ready = await withinTime(
+        db.ping().then(
+          () => true,
+          () => false,
+        ),
+        READY_TIMEOUT_MS,
+        () => false,
+      );
+      if (!ready) throw notReady();
       return { status: "ready" as const };
     },
   );
