@@ -29,7 +29,7 @@ async function main() {
   let config = readConfig();
   const logger = createLogger(config);
 
-  const providerProblems = await providerConfigProblems(config);
+  const providerProblems = providerConfigProblems(config);
   if (providerProblems.length > 0) stop(providerProblems);
 
   if (config.nodeEnv === "production") {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig, missingProductionSecrets, variables } from "../src/config.js";
+import { providerAdapters } from "../src/providers/index.js";
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
@@ -23,10 +24,11 @@ describe("loadConfig", () => {
       earlyJoinMinutesAgent: 10,
       earlyJoinMinutesCustomer: 5,
       graceMinutes: 15,
-      tokenIssuer: "joinwindow",
-      localKeyRotationDays: 30,
+      providerSettings: {
+        local: { TOKEN_ISSUER: "joinwindow", LOCAL_KEY_ROTATION_DAYS: 30 },
+        vonage: { VONAGE_API_BASE: "https://video.api.vonage.com" },
+      },
       providerTimeoutMs: 5000,
-      vonageApiBase: "https://video.api.vonage.com",
       corsOrigins: [],
       rateLimitPerMinute: 1200,
       rateLimitJoinPerMinute: 30,
@@ -108,7 +110,8 @@ describe("loadConfig", () => {
   it("is documented: .env.example lists every variable", async () => {
     const { readFile } = await import("node:fs/promises");
     const example = await readFile(new URL("../.env.example", import.meta.url), "utf8");
-    for (const name of Object.keys(variables)) {
+    const providerVariables = providerAdapters.flatMap((adapter) => Object.keys(adapter.variables));
+    for (const name of [...Object.keys(variables), ...providerVariables]) {
       expect(example, name).toMatch(new RegExp(`^#? ?${name}=`, "m"));
     }
   });

@@ -37,7 +37,8 @@ export interface CallBudget {
 }
 
 export interface VideoProvider {
-  readonly name: "local" | "vonage" | "genesys";
+  /** Its adapter's name (src/providers/index.ts), as stored with sessions and tokens. */
+  readonly name: string;
   /** Returned to clients as `applicationId` (Vonage's application id; null otherwise). */
   readonly applicationId: string | null;
   /**

@@ -1,160 +1,65 @@
-import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { tokenGenerate } from "@vonage/jwt";
-import type { Config } from "../config.js";
-import { createProviderHttp } from "./http-client.js";
-import type {
-  CallBudget,
-  ParticipantRole,
-  ProviderCallObserver,
-  SessionRequest,
-  TokenRequest,
-  VideoProvider,
-} from "./video-provider.js";
+import { httpUrl, pem, text, type ValuesOf, type VariableSpecs } from "../env-variables.js";
+import type { ProviderAdapter } from "./provider-adapter.js";
+import { loadVonagePrivateKey, privateKeyProblem } from "./vonage/private-key.js";
 
-export interface VonageProviderOptions {
-  applicationId: string;
-  /** The application's RSA private key, PEM. */
-  privateKey: string;
-  /** VONAGE_API_BASE, e.g. https://video.api.vonage.com */
-  apiBase: string;
-  timeoutMs: number;
-  observe?: ProviderCallObserver;
-  now?: () => Date;
-}
+const variables = {
+  VONAGE_APPLICATION_ID: { parse: text, description: "Vonage application id" },
+  VONAGE_PRIVATE_KEY: { parse: pem, secret: true, description: "Vonage application private key (PEM)" },
+  VONAGE_PRIVATE_KEY_PATH: { parse: text, description: "file holding the Vonage private key" },
+  VONAGE_API_BASE: { parse: httpUrl, default: "https://video.api.vonage.com", description: "Vonage Video API base" },
+} satisfies VariableSpecs;
 
-/** The application JWT only authenticates one REST call: keep it short-lived. */
-const APPLICATION_JWT_TTL_SECONDS = 5 * 60;
-/** Vonage refuses client tokens that expire more than 30 days ahead. */
-const MAX_CLIENT_TOKEN_SECONDS = 30 * 24 * 60 * 60;
+export type VonageSettings = ValuesOf<typeof variables>;
 
-const VONAGE_ROLES: Record<ParticipantRole, "moderator" | "publisher"> = {
-  moderator: "moderator",
-  participant: "publisher",
+/** Vonage Video: sessions over REST, client tokens signed in the process with the application key. */
+export const vonage: ProviderAdapter<typeof variables> = {
+  name: "vonage",
+  variables,
+  capabilities: { remoteSessions: true, remoteTokens: false, eject: false, presence: false },
+  configProblems: vonageConfigProblems,
+
+  async create({ settings, config, now, observe }) {
+    // The SDK and the HTTP client are loaded only when Vonage is configured: tens of MB otherwise unused.
+    const { createVonageProvider } = await import("./vonage/provider.js");
+    return {
+      provider: createVonageProvider({
+        applicationId: settings.VONAGE_APPLICATION_ID ?? "",
+        privateKey: await loadVonagePrivateKey(settings),
+        apiBase: settings.VONAGE_API_BASE,
+        timeoutMs: config.providerTimeoutMs,
+        now,
+        observe,
+      }),
+    };
+  },
 };
 
-/**
- * Vonage Video: sessions are created over REST (`POST /session/create`),
- * client tokens are signed locally exactly as @vonage/video's
- * `generateClientToken` does, so issuing a token never leaves the process.
- */
-export function createVonageProvider(options: VonageProviderOptions): VideoProvider {
-  const { applicationId, privateKey } = options;
-  const keyProblem = privateKeyProblem(privateKey);
-  if (!applicationId) throw new Error("Vonage application id is required");
-  if (keyProblem) throw new Error(`Vonage private key must be ${keyProblem}`);
-  const apiBase = options.apiBase.replace(/\/+$/, "");
-  const now = options.now ?? (() => new Date());
-  const http = createProviderHttp({ provider: "vonage", timeoutMs: options.timeoutMs, observe: options.observe });
-
-  return {
-    name: "vonage",
-    applicationId,
-    remote: { sessions: true, tokens: false },
-
-    async createSession(request: SessionRequest, budget: CallBudget) {
-      const form = new URLSearchParams({
-        archiveMode: request.settings.recording ? "always" : "manual",
-        // Routed media: needed for archiving and for more than two participants.
-        "p2p.preference": "disabled",
-      });
-      // ttl, not exp: tokenGenerate computes exp from its own clock, which also sets iat.
-      const applicationJwt = tokenGenerate(applicationId, privateKey, { ttl: APPLICATION_JWT_TTL_SECONDS });
-      const sessionId = await http.request(
-        {
-          method: "POST",
-          url: `${apiBase}/session/create`,
-          headers: {
-            Authorization: `Bearer ${applicationJwt}`,
-            "Content-Type": "application/x-www-form-urlencoded",
-            Accept: "application/json",
-          },
-          body: form.toString(),
-        },
-        budget,
-        "create_session",
-        (answer) => {
-          const first: unknown = Array.isArray(answer) ? answer[0] : undefined;
-          const id = (first as { session_id?: unknown } | undefined)?.session_id;
-          return typeof id === "string" && id !== "" ? id : undefined;
-        },
-      );
-      return { sessionId };
-    },
-
-    async issueToken(request: TokenRequest) {
-      const exp = Math.floor(request.expiresAt.getTime() / 1000);
-      // tokenGenerate compares exp with the real clock and silently swaps a past one for now + 15 min.
-      const nowSeconds = Math.floor(Math.max(now().getTime(), Date.now()) / 1000);
-      if (exp <= nowSeconds) throw new Error("Vonage client token: expiresAt is not in the future");
-      // Refused rather than clamped: a clamped token would end before closesAt without anyone noticing.
-      // Join windows are at most a few days long (maxTokenLifetimeMs), so this never happens in practice.
-      if (exp > Math.floor(now().getTime() / 1000) + MAX_CLIENT_TOKEN_SECONDS) {
-        throw new Error("Vonage client token: expiresAt is more than 30 days ahead");
-      }
-      // The claim set of @vonage/video's generateClientToken, with our jti.
-      // No issued_at option: tokenGenerate would copy it into the claims as is.
-      const token = tokenGenerate(applicationId, privateKey, {
-        scope: "session.connect",
-        session_id: request.sessionId,
-        role: VONAGE_ROLES[request.role],
-        initial_layout_class_list: "",
-        exp,
-        sub: "video",
-        acl: { paths: { "/session/**": {} } },
-        jti: request.tokenId,
-      });
-      return { token };
-    },
-  };
-}
-
-/** Why a PEM is not a usable Vonage private key, or undefined. Never quotes the key. */
-function privateKeyProblem(pem: string): string | undefined {
-  let key;
-  try {
-    key = createPrivateKey(pem);
-  } catch {
-    return "an unencrypted PEM RSA private key (it could not be read as a private key)";
+function vonageConfigProblems(settings: VonageSettings): string[] {
+  const { VONAGE_APPLICATION_ID: applicationId, VONAGE_PRIVATE_KEY: inlineKey, VONAGE_PRIVATE_KEY_PATH: path } = settings;
+  if (inlineKey !== undefined && path !== undefined) {
+    return ["VONAGE_PRIVATE_KEY and VONAGE_PRIVATE_KEY_PATH are alternatives: set only one"];
   }
-  if (key.asymmetricKeyType !== "rsa") return `an RSA private key (got ${key.asymmetricKeyType ?? "another"} key)`;
-  // jsonwebtoken (inside @vonage/jwt) refuses to sign RS256 with smaller keys.
-  if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return "an RSA private key of at least 2048 bits";
-  return undefined;
-}
-
-/** One line per missing or invalid Vonage variable (VIDEO_PROVIDER=vonage). */
-export function vonageConfigProblems(config: Config): string[] {
   const problems: string[] = [];
-  if (!config.vonageApplicationId) problems.push("VONAGE_APPLICATION_ID is required with VIDEO_PROVIDER=vonage");
-  let pem: string | undefined;
+  if (!applicationId) problems.push("VONAGE_APPLICATION_ID is required with VIDEO_PROVIDER=vonage");
+  let key: string | undefined;
   let source = "VONAGE_PRIVATE_KEY";
-  if (config.vonagePrivateKey) {
-    pem = config.vonagePrivateKey;
-  } else if (config.vonagePrivateKeyPath) {
-    source = `the file at VONAGE_PRIVATE_KEY_PATH (${config.vonagePrivateKeyPath})`;
+  if (inlineKey) {
+    key = inlineKey;
+  } else if (path) {
+    source = `the file at VONAGE_PRIVATE_KEY_PATH (${path})`;
     try {
-      pem = readFileSync(config.vonagePrivateKeyPath, "utf8");
+      key = readFileSync(path, "utf8");
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-      problems.push(`VONAGE_PRIVATE_KEY_PATH: cannot read ${config.vonagePrivateKeyPath} (${code})`);
+      problems.push(`VONAGE_PRIVATE_KEY_PATH: cannot read ${path} (${code})`);
     }
   } else {
     problems.push("one of VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH is required with VIDEO_PROVIDER=vonage");
   }
-  if (pem !== undefined) {
-    const problem = privateKeyProblem(pem);
+  if (key !== undefined) {
+    const problem = privateKeyProblem(key);
     if (problem) problems.push(`${source} must be ${problem}`);
   }
   return problems;
-}
-
-/** The configured private key's PEM text, from VONAGE_PRIVATE_KEY or the file at VONAGE_PRIVATE_KEY_PATH. */
-export async function loadVonagePrivateKey(
-  config: Pick<Config, "vonagePrivateKey" | "vonagePrivateKeyPath">,
-): Promise<string> {
-  if (config.vonagePrivateKey) return config.vonagePrivateKey;
-  if (config.vonagePrivateKeyPath) return readFile(config.vonagePrivateKeyPath, "utf8");
-  throw new Error("one of VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH is required with VIDEO_PROVIDER=vonage");
 }

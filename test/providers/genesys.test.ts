@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { Config } from "../../src/config.js";
-import { createGenesysProvider, genesysConfigProblems } from "../../src/providers/genesys.js";
+import { genesys } from "../../src/providers/genesys.js";
+import { createGenesysProvider } from "../../src/providers/genesys/provider.js";
 import { type ProviderHttpError, parseRetryAfter } from "../../src/providers/http-client.js";
 import {
   type ProviderCall,
@@ -398,18 +398,18 @@ describe("parseRetryAfter", () => {
 
 describe("configuration", () => {
   it("names each missing variable", () => {
-    const config = {
-      genesysLoginBase: "https://login.example.com",
-      genesysApiBase: undefined,
-      genesysClientId: "id",
-      genesysClientSecret: undefined,
-    } as Config;
-    expect(genesysConfigProblems(config)).toEqual([
+    const settings = {
+      GENESYS_LOGIN_BASE: "https://login.example.com",
+      GENESYS_API_BASE: undefined,
+      GENESYS_CLIENT_ID: "id",
+      GENESYS_CLIENT_SECRET: undefined,
+    };
+    expect(genesys.configProblems(settings)).toEqual([
       "GENESYS_API_BASE is required with VIDEO_PROVIDER=genesys",
       "GENESYS_CLIENT_SECRET is required with VIDEO_PROVIDER=genesys",
     ]);
     expect(
-      genesysConfigProblems({ ...config, genesysApiBase: "https://api.example.com", genesysClientSecret: "s" }),
+      genesys.configProblems({ ...settings, GENESYS_API_BASE: "https://api.example.com", GENESYS_CLIENT_SECRET: "s" }),
     ).toEqual([]);
   });
 });

@@ -2,9 +2,10 @@ import { createPrivateKey, createPublicKey, type JsonWebKey } from "node:crypto"
 import { createDecoder, createVerifier } from "fast-jwt";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type Database, openDatabase } from "../../src/db/database.js";
-import { LocalVideoProvider } from "../../src/providers/local.js";
+import { SigningKeysRepository } from "../../src/db/repositories/signing-keys.js";
+import { LocalVideoProvider } from "../../src/providers/local/provider.js";
+import { SigningKeyStore, type SigningKeyStoreOptions } from "../../src/providers/local/signing-keys.js";
 import type { TokenRequest } from "../../src/providers/video-provider.js";
-import { SigningKeyStore, type SigningKeyStoreOptions } from "../../src/services/signing-keys.js";
 import { TEST_KEY_ENCRYPTION_SECRET, testConfig } from "../helpers/app.js";
 import { createDatabase, dropDatabase } from "../helpers/postgres.js";
 
@@ -43,7 +44,7 @@ class Clock {
 
 function store(clock: Clock, overrides: Partial<SigningKeyStoreOptions> = {}) {
   return new SigningKeyStore({
-    prisma: db.prisma,
+    signingKeys: new SigningKeysRepository({ prisma: db.prisma }),
     keyEncryptionSecret: TEST_KEY_ENCRYPTION_SECRET,
     rotationDays: 30,
     maxTokenLifetimeMs: MAX_TOKEN_LIFETIME_MS,
@@ -256,9 +257,10 @@ describe("local video provider", () => {
     // A second replica: its own connection pool on the same database.
     const replicaDb = await openDatabase(testConfig({ DATABASE_URL: dbUrl }));
     extraDatabases.push(replicaDb);
-    const replicas = [store(clock), store(clock, { prisma: replicaDb.prisma })];
+    const onReplica = () => ({ signingKeys: new SigningKeysRepository({ prisma: replicaDb.prisma }) });
+    const replicas = [store(clock), store(clock, onReplica())];
     // More stores per replica too, so more than two transactions race for the lock.
-    const stores = [...replicas, store(clock), store(clock, { prisma: replicaDb.prisma })];
+    const stores = [...replicas, store(clock), store(clock, onReplica())];
 
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % stores.length]!.currentKey()));
     expect(new Set(results.map((r) => r.kid)).size).toBe(1);

@@ -6,11 +6,12 @@ import { Auth } from "@vonage/auth";
 import { Video } from "@vonage/video";
 import { createDecoder, createVerifier } from "fast-jwt";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { Config } from "../../src/config.js";
 import type { ProviderHttpError } from "../../src/providers/http-client.js";
 import type { ProviderCall, SessionRequest, TokenRequest, VideoProvider } from "../../src/providers/video-provider.js";
 import { ProviderUnavailableError } from "../../src/providers/video-provider.js";
-import { createVonageProvider, loadVonagePrivateKey, vonageConfigProblems } from "../../src/providers/vonage.js";
+import { type VonageSettings, vonage } from "../../src/providers/vonage.js";
+import { loadVonagePrivateKey } from "../../src/providers/vonage/private-key.js";
+import { createVonageProvider } from "../../src/providers/vonage/provider.js";
 import { type FakeVonage, startFakeServer, startFakeVonage } from "../helpers/fake-vonage.js";
 
 const APPLICATION_ID = "c3b6a2d4-5e6f-4a1b-9c8d-0e1f2a3b4c5d";
@@ -304,34 +305,39 @@ describe("configuration", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const config = (overrides: Partial<Config>) =>
-    ({
-      vonageApplicationId: APPLICATION_ID,
-      vonagePrivateKey: undefined,
-      vonagePrivateKeyPath: undefined,
-      vonageApiBase: "https://video.api.vonage.com",
-      ...overrides,
-    }) as Config;
+  const settings = (overrides: Partial<VonageSettings>): VonageSettings => ({
+    VONAGE_APPLICATION_ID: APPLICATION_ID,
+    VONAGE_PRIVATE_KEY: undefined,
+    VONAGE_PRIVATE_KEY_PATH: undefined,
+    VONAGE_API_BASE: "https://video.api.vonage.com",
+    ...overrides,
+  });
 
   it("accepts an application id with a key inline or in a file", async () => {
     const path = join(dir, "private.key");
     await writeFile(path, privateKey);
-    expect(vonageConfigProblems(config({ vonagePrivateKey: privateKey }))).toEqual([]);
-    expect(vonageConfigProblems(config({ vonagePrivateKeyPath: path }))).toEqual([]);
-    expect(await loadVonagePrivateKey(config({ vonagePrivateKeyPath: path }))).toBe(privateKey);
-    expect(await loadVonagePrivateKey(config({ vonagePrivateKey: privateKey }))).toBe(privateKey);
+    expect(vonage.configProblems(settings({ VONAGE_PRIVATE_KEY: privateKey }))).toEqual([]);
+    expect(vonage.configProblems(settings({ VONAGE_PRIVATE_KEY_PATH: path }))).toEqual([]);
+    expect(await loadVonagePrivateKey(settings({ VONAGE_PRIVATE_KEY_PATH: path }))).toBe(privateKey);
+    expect(await loadVonagePrivateKey(settings({ VONAGE_PRIVATE_KEY: privateKey }))).toBe(privateKey);
   });
 
   it("names each missing variable", () => {
-    expect(vonageConfigProblems(config({ vonageApplicationId: undefined }))).toEqual([
+    expect(vonage.configProblems(settings({ VONAGE_APPLICATION_ID: undefined }))).toEqual([
       "VONAGE_APPLICATION_ID is required with VIDEO_PROVIDER=vonage",
       "one of VONAGE_PRIVATE_KEY or VONAGE_PRIVATE_KEY_PATH is required with VIDEO_PROVIDER=vonage",
     ]);
   });
 
+  it("refuses an inline key and a path at once", () => {
+    expect(
+      vonage.configProblems(settings({ VONAGE_PRIVATE_KEY: privateKey, VONAGE_PRIVATE_KEY_PATH: join(dir, "private.key") })),
+    ).toEqual(["VONAGE_PRIVATE_KEY and VONAGE_PRIVATE_KEY_PATH are alternatives: set only one"]);
+  });
+
   it("reports an unreadable path", () => {
     const path = join(dir, "missing.key");
-    expect(vonageConfigProblems(config({ vonagePrivateKeyPath: path }))).toEqual([
+    expect(vonage.configProblems(settings({ VONAGE_PRIVATE_KEY_PATH: path }))).toEqual([
       `VONAGE_PRIVATE_KEY_PATH: cannot read ${path} (ENOENT)`,
     ]);
   });
@@ -350,7 +356,7 @@ describe("configuration", () => {
       ["-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----", /could not be read/],
     ];
     for (const [pem, expected] of cases) {
-      const problems = vonageConfigProblems(config({ vonagePrivateKey: pem }));
+      const problems = vonage.configProblems(settings({ VONAGE_PRIVATE_KEY: pem }));
       expect(problems).toHaveLength(1);
       expect(problems[0]).toMatch(expected);
       expect(problems[0]).not.toContain(pem.split("\n")[1]);

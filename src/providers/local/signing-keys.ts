@@ -5,7 +5,7 @@ import {
   hkdfSync,
   randomBytes,
 } from "node:crypto";
-import type { PrismaClient } from "../db/database.js";
+import type { NewSigningKey, SigningKeysRepository } from "../../db/repositories/signing-keys.js";
 
 /**
  * The ES256 keys of the built-in `local` video provider, kept in
@@ -14,7 +14,7 @@ import type { PrismaClient } from "../db/database.js";
  * key derived from KEY_ENCRYPTION_SECRET).
  */
 export interface SigningKeyStoreOptions {
-  prisma: PrismaClient;
+  signingKeys: Pick<SigningKeysRepository, "findValid" | "findValidOrCreate" | "findPublished">;
   /** At least 32 characters. */
   keyEncryptionSecret: string;
   /** LOCAL_KEY_ROTATION_DAYS: how long a key signs. */
@@ -44,22 +44,19 @@ export type PublicSigningJwk = {
   use: "sig";
 };
 
-export class SigningKeyDecryptionError extends Error {
+class SigningKeyDecryptionError extends Error {
   override name = "SigningKeyDecryptionError";
 }
-
-/** pg_advisory_xact_lock key serialising key creation across replicas ("jwsignky" in ASCII). */
-export const SIGNING_KEY_LOCK_ID = 0x6a777369676e6b79n;
 
 const ALGORITHM = "ES256";
 const FORMAT_VERSION = "v1";
 const HKDF_INFO = "joinwindow signing key v1";
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** The next key is made this long before the current one stops signing. */
-export const REFRESH_MARGIN_MS = 10 * 60 * 1000;
+const REFRESH_MARGIN_MS = 10 * 60 * 1000;
 
 export class SigningKeyStore {
-  readonly #prisma: PrismaClient;
+  readonly #signingKeys: SigningKeyStoreOptions["signingKeys"];
   readonly #encryptionKey: Buffer;
   readonly #rotationMs: number;
   readonly #maxTokenLifetimeMs: number;
@@ -74,7 +71,7 @@ export class SigningKeyStore {
     }
     if (!(options.rotationDays > 0)) throw new Error("rotationDays must be positive");
     if (!(options.maxTokenLifetimeMs >= 0)) throw new Error("maxTokenLifetimeMs must not be negative");
-    this.#prisma = options.prisma;
+    this.#signingKeys = options.signingKeys;
     this.#encryptionKey = deriveEncryptionKey(options.keyEncryptionSecret);
     this.#rotationMs = options.rotationDays * DAY_MS;
     this.#maxTokenLifetimeMs = options.maxTokenLifetimeMs;
@@ -125,27 +122,17 @@ export class SigningKeyStore {
    * read; HTTP caching belongs to the route.
    */
   async jwks(): Promise<{ keys: PublicSigningJwk[] }> {
-    const rows = await this.#prisma.signingKey.findMany({
-      where: { publishedUntil: { gt: this.#now() } },
-      orderBy: { createdAt: "desc" },
-      select: { kid: true, publicJwk: true },
-    });
+    const rows = await this.#signingKeys.findPublished({ at: this.#now() });
     return { keys: rows.map((row) => publicMembers(row.kid, row.publicJwk)) };
   }
 
   async #loadOrCreate(): Promise<CurrentSigningKey> {
     const now = this.#now();
-    const existing = await this.#findValid(this.#prisma, now);
+    // A key about to rotate no longer counts: its successor is made ahead of time.
+    const valid = { algorithm: ALGORITHM, signsAfter: new Date(now.getTime() + REFRESH_MARGIN_MS) };
     const row =
-      existing ??
-      (await this.#prisma.$transaction(
-        async (tx) => {
-          // Two replicas rotating at once: the second waits here, then finds the first one's key.
-          await tx.$executeRaw`SELECT pg_advisory_xact_lock(${SIGNING_KEY_LOCK_ID})`;
-          return (await this.#findValid(tx, now)) ?? (await this.#create(tx, now));
-        },
-        { maxWait: 10_000, timeout: 15_000 },
-      ));
+      (await this.#signingKeys.findValid(valid)) ??
+      (await this.#signingKeys.findValidOrCreate({ ...valid, newKey: () => this.#newKey(now) }));
     const key: CurrentSigningKey = {
       kid: row.kid,
       privateKey: this.#decrypt(row.kid, row.privateKeyEncrypted),
@@ -155,36 +142,24 @@ export class SigningKeyStore {
     return key;
   }
 
-  #findValid(db: Pick<PrismaClient, "signingKey">, now: Date) {
-    // A key about to rotate no longer counts: its successor is made ahead of time.
-    return db.signingKey.findFirst({
-      where: { rotatesAt: { gt: new Date(now.getTime() + REFRESH_MARGIN_MS) }, algorithm: ALGORITHM },
-      orderBy: [{ createdAt: "desc" }, { kid: "asc" }],
-      select: { kid: true, privateKeyEncrypted: true, rotatesAt: true },
-    });
-  }
-
-  async #create(db: Pick<PrismaClient, "signingKey">, now: Date) {
+  #newKey(now: Date): NewSigningKey {
     const kid = randomBytes(16).toString("base64url");
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const jwk = publicKey.export({ format: "jwk" });
     const rotatesAt = new Date(now.getTime() + this.#rotationMs);
-    return db.signingKey.create({
-      data: {
+    return {
+      kid,
+      algorithm: ALGORITHM,
+      publicJwk: publicMembers(kid, jwk),
+      privateKeyEncrypted: encryptPrivateKey(
+        this.#encryptionKey,
         kid,
-        algorithm: ALGORITHM,
-        publicJwk: publicMembers(kid, jwk),
-        privateKeyEncrypted: encryptPrivateKey(
-          this.#encryptionKey,
-          kid,
-          privateKey.export({ format: "pem", type: "pkcs8" }) as string,
-        ),
-        createdAt: now,
-        rotatesAt,
-        publishedUntil: new Date(rotatesAt.getTime() + this.#maxTokenLifetimeMs),
-      },
-      select: { kid: true, privateKeyEncrypted: true, rotatesAt: true },
-    });
+        privateKey.export({ format: "pem", type: "pkcs8" }) as string,
+      ),
+      createdAt: now,
+      rotatesAt,
+      publishedUntil: new Date(rotatesAt.getTime() + this.#maxTokenLifetimeMs),
+    };
   }
 
   #decrypt(kid: string, stored: string): string {

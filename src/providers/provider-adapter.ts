@@ -1,0 +1,55 @@
+import type { Config } from "../config.js";
+import type { PrismaClient } from "../db/database.js";
+import type { ValuesOf, VariableSpecs } from "../env-variables.js";
+import type { ProviderCallObserver, VideoProvider } from "./video-provider.js";
+
+/**
+ * What a provider can do. The rest of the code asks these (or the
+ * VideoProvider's `remote`, which mirrors the first two), never a name.
+ */
+export interface ProviderCapabilities {
+  /** Creating a session leaves the process (so it never runs inside a transaction). */
+  remoteSessions: boolean;
+  /** Issuing a token leaves the process. */
+  remoteTokens: boolean;
+  /** It can remove a participant from a running session. */
+  eject: boolean;
+  /** It tells the service who joins and leaves a session. */
+  presence: boolean;
+}
+
+export interface ProviderContext<Settings> {
+  /** The adapter's own variables, read at boot. */
+  settings: Settings;
+  /** The service's config, for what providers share (PROVIDER_TIMEOUT_MS, the join policy, …). */
+  config: Config;
+  prisma: PrismaClient;
+  now: () => Date;
+  observe?: ProviderCallObserver;
+}
+
+export interface ProviderSetup {
+  provider: VideoProvider;
+  /** Public keys served at /.well-known/jwks.json, for a provider whose tokens the service signs itself. */
+  jwks?: () => Promise<{ keys: object[] }>;
+  /** Background work while the app runs; resolves to its stop function. */
+  start?: () => Promise<() => void>;
+}
+
+/**
+ * One video provider, as src/providers/index.ts lists it. Keep the adapter's
+ * module light: config.ts reads every adapter's variables whichever is
+ * configured, so `create` is where SDKs and HTTP clients get imported.
+ */
+export interface ProviderAdapter<Variables extends VariableSpecs = VariableSpecs> {
+  /** VIDEO_PROVIDER's value for it. */
+  readonly name: string;
+  /** Its environment variables, read and validated at boot like config.ts's own. */
+  readonly variables: Variables;
+  readonly capabilities: ProviderCapabilities;
+  /** What is missing or unusable in its settings when it is the configured one: one line per problem. */
+  configProblems(settings: ValuesOf<Variables>): string[];
+  /** What production must set for it, beyond the service's own secrets: one line each. */
+  missingInProduction?(config: Config): string[];
+  create(context: ProviderContext<ValuesOf<Variables>>): Promise<ProviderSetup>;
+}
