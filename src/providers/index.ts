@@ -5,6 +5,7 @@ import type { PrismaClient } from "../db/database.js";
 import { oneOf, type VariableSpec } from "../env-variables.js";
 import { genesys } from "./genesys.js";
 import { local } from "./local.js";
+import type { PublicSigningJwk } from "./local/signing-keys.js";
 import type { ProviderAdapter, ProviderSetup } from "./provider-adapter.js";
 import type { ProviderCallObserver } from "./video-provider.js";
 import { vonage } from "./vonage.js";
@@ -36,7 +37,7 @@ export function providerConfigProblems(config: Config): string[] {
   return adapter.configProblems(settings);
 }
 
-const NO_KEYS = async () => ({ keys: [] });
+const NO_KEYS = async () => ({ keys: [] as PublicSigningJwk[] });
 const NOTHING_TO_RUN = async () => () => {};
 
 /** The configured provider, and what the app serves and runs for it. */

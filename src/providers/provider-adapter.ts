@@ -1,6 +1,7 @@
 import type { Config } from "../config.js";
 import type { PrismaClient } from "../db/database.js";
 import type { ValuesOf, VariableSpecs } from "../env-variables.js";
+import type { PublicSigningJwk } from "./local/signing-keys.js";
 import type { ProviderCallObserver, VideoProvider } from "./video-provider.js";
 
 /**
@@ -31,7 +32,7 @@ export interface ProviderContext<Settings> {
 export interface ProviderSetup {
   provider: VideoProvider;
   /** Public keys served at /.well-known/jwks.json, for a provider whose tokens the service signs itself. */
-  jwks?: () => Promise<{ keys: object[] }>;
+  jwks?: () => Promise<{ keys: PublicSigningJwk[] }>;
   /** Background work while the app runs; resolves to its stop function. */
   start?: () => Promise<() => void>;
 }

@@ -6,7 +6,9 @@
  * `participant` for the customer); an adapter translates them to its
  * provider's vocabulary inside the provider's token only.
  */
-export type ParticipantRole = "moderator" | "participant";
+import type { ParticipantRole } from "../domain/join-window.js";
+
+export type { ParticipantRole };
 
 export interface SessionRequest {
   externalId: string;

@@ -2,13 +2,9 @@ import { type KeyObject, createHmac, generateKeyPairSync, randomUUID } from "nod
 import { type Algorithm, createSigner } from "fast-jwt";
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import authentication, {
-  type AuthenticationConfig,
-  hasScope,
-  jwksMaxAgeMs,
-  requireScope,
-  unauthenticated,
-} from "../../src/http/plugins/authentication.js";
+import { unauthenticated } from "../../src/http/plugins/auth-errors.js";
+import authentication, { type AuthenticationConfig, hasScope, requireScope } from "../../src/http/plugins/authentication.js";
+import { jwksMaxAgeMs } from "../../src/http/plugins/bearer-keys.js";
 import problemDetails from "../../src/http/plugins/problem-details.js";
 import { JWKS_PATH, type Jwk, publicJwk, startFakeJwks } from "../helpers/fake-jwks.js";
 

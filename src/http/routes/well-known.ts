@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { type Static, Type } from "typebox";
 import { DATABASE, problems } from "../../schemas/problems.js";
 
-/** The public half of an ES256 key of the `local` provider (services/signing-keys.ts). */
+/** The public half of an ES256 key of the `local` provider (providers/local/signing-keys.ts). */
 const PublicJwk = Type.Object({
   kty: Type.Literal("EC"),
   crv: Type.Literal("P-256"),
@@ -16,7 +16,7 @@ const PublicJwk = Type.Object({
 const Jwks = Type.Object({ keys: Type.Array(PublicJwk, { description: "Empty for the other providers" }) });
 
 /** Public keys of the built-in `local` provider, for video gateways that verify its tokens themselves. */
-const wellKnownRoutes: FastifyPluginAsyncTypebox<{ jwks: () => Promise<{ keys: object[] }> }> = async (app, options) => {
+const wellKnownRoutes: FastifyPluginAsyncTypebox<{ jwks: () => Promise<Static<typeof Jwks>> }> = async (app, options) => {
   app.get(
     "/.well-known/jwks.json",
     {
@@ -32,7 +32,7 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox<{ jwks: () => Promise<{ keys: o
     },
     async (_request, reply) => {
       // Short: a verifier that meets an unknown kid refetches, and a new key must show up soon after a rotation.
-      return reply.header("cache-control", "public, max-age=60").send((await options.jwks()) as Static<typeof Jwks>);
+      return reply.header("cache-control", "public, max-age=60").send(await options.jwks());
     },
   );
 };

@@ -1,5 +1,6 @@
 import { genesys } from "../genesys.js";
 import { createProviderHttp, ProviderHttpError } from "../http-client.js";
+import { withinTime } from "../../support/within-time.js";
 import type {
   CallBudget,
   ProviderCallObserver,
@@ -158,12 +159,7 @@ const nonEmptyString = (value: unknown) => (typeof value === "string" && value !
 
 /** `promise`, or a ProviderHttpError once the budget's deadline passes. */
 function withinBudget<T>(promise: Promise<T>, budget: CallBudget): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new ProviderHttpError("genesys oauth token: no answer within the budget", "budget_exhausted")),
-      Math.max(0, budget.deadline - Date.now()),
-    );
+  return withinTime(promise, Math.max(0, budget.deadline - Date.now()), () => {
+    throw new ProviderHttpError("genesys oauth token: no answer within the budget", "budget_exhausted");
   });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
