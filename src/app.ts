@@ -30,7 +30,7 @@ export interface AppOptions {
 }
 
 /** API.md: bodies over 64 KiB are answered 413 `payload_too_large`. */
-export const BODY_LIMIT_BYTES = 64 * 1024;
+const BODY_LIMIT_BYTES = 64 * 1024;
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
   version: string;

@@ -9,7 +9,7 @@ interface DevSecrets {
   keyEncryptionSecret: string;
 }
 
-export const DEV_SECRETS_FILE = "dev-secrets.json";
+const DEV_SECRETS_FILE = "dev-secrets.json";
 
 /**
  * Outside production, fills in the secrets a first look needs so that
@@ -38,7 +38,7 @@ export async function withDevelopmentSecrets(config: Config): Promise<{ config: 
   };
 }
 
-export async function readDevelopmentSecrets(dataDir: string): Promise<DevSecrets | undefined> {
+async function readDevelopmentSecrets(dataDir: string): Promise<DevSecrets | undefined> {
   try {
     return JSON.parse(await readFile(path.resolve(dataDir, DEV_SECRETS_FILE), "utf8")) as DevSecrets;
   } catch {

@@ -5,7 +5,7 @@ import { type DestinationStream, type LoggerOptions, pino } from "pino";
 import type { Config } from "./config.js";
 
 // Anything that could carry a credential is censored before a log line is written.
-export const REDACTED_PATHS = [
+const REDACTED_PATHS = [
   "req.headers.authorization",
   "req.headers.cookie",
   'req.headers["webhook-signature"]',

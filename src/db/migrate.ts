@@ -34,9 +34,9 @@ export class MigrationError extends Error {
 }
 
 /** Prisma Migrate's own advisory lock key, so our runner and `prisma migrate deploy` exclude each other. */
-export const MIGRATION_LOCK_KEY = 72707369;
+const MIGRATION_LOCK_KEY = 72707369;
 
-export const DEFAULT_MIGRATIONS_DIR = path.resolve(
+const DEFAULT_MIGRATIONS_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   "../../prisma/migrations",
 );

@@ -62,11 +62,11 @@ export type Plan =
   | { kind: "cancel"; appointmentId: string; revision: number | null; revocations: Revocation[] };
 
 /** An event older than or equal to what is stored is acknowledged and ignored, when both carry a revision. */
-export const isStale = (stored: number | null | undefined, incoming: number | null | undefined) =>
+const isStale = (stored: number | null | undefined, incoming: number | null | undefined) =>
   typeof stored === "number" && typeof incoming === "number" && incoming <= stored;
 
 /** The highest revision known wins, so an unrevisioned event cannot reopen the door to older revisions. */
-export const newestRevision = (stored: number | null | undefined, incoming: number | null | undefined) =>
+const newestRevision = (stored: number | null | undefined, incoming: number | null | undefined) =>
   typeof incoming !== "number" ? (stored ?? null) : typeof stored !== "number" ? incoming : Math.max(stored, incoming);
 
 export function decide(event: AppointmentEvent, stored: Stored, policy: JoinPolicy): Plan {
@@ -122,7 +122,7 @@ function decideCancelled(revision: number | null, { appointment, tombstone }: St
   };
 }
 
-export function changesBetween(stored: StoredAppointment, next: Pick<ScheduleFields, "startsAt" | "endsAt" | "agentId" | "customerId">) {
+function changesBetween(stored: StoredAppointment, next: Pick<ScheduleFields, "startsAt" | "endsAt" | "agentId" | "customerId">) {
   const changes: Change[] = [];
   if (stored.startsAt.getTime() !== next.startsAt.getTime() || stored.endsAt.getTime() !== next.endsAt.getTime()) {
     changes.push("times");

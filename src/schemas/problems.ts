@@ -109,7 +109,7 @@ export type ProblemCode = keyof typeof CODES;
  * route's problems: HTTP the server refuses, a request that arrived too
  * slowly, an Expect it cannot meet, the instance shutting down.
  */
-export const EVERY_REQUEST = [
+const EVERY_REQUEST = [
   "invalid_request",
   "request_timeout",
   "expectation_failed",

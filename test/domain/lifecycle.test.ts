@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type AppointmentEvent, DEFAULT_SETTINGS, type ScheduledEvent } from "../../src/domain/appointment-event.js";
-import { auditOf, decide, isStale, newestRevision, type Plan, type Stored, type StoredAppointment } from "../../src/domain/lifecycle.js";
+import { auditOf, decide, type Plan, type Stored, type StoredAppointment } from "../../src/domain/lifecycle.js";
 
 const policy = { earlyJoinMinutesAgent: 10, earlyJoinMinutesCustomer: 5, graceMinutes: 15 };
 const at = (iso: string) => new Date(iso);
@@ -34,25 +34,6 @@ const withAppointment = (overrides: Partial<StoredAppointment> = {}): Stored => 
 const withTombstone = (revision: number | null): Stored => ({ appointment: undefined, tombstone: { revision } });
 
 const kindOf = (plan: Plan) => plan.kind;
-
-describe("revisions", () => {
-  it("an event is stale only when both it and the stored state carry a revision and it is not newer", () => {
-    expect(isStale(3, 3)).toBe(true);
-    expect(isStale(3, 2)).toBe(true);
-    expect(isStale(3, 4)).toBe(false);
-    expect(isStale(null, 1)).toBe(false);
-    expect(isStale(3, null)).toBe(false);
-    expect(isStale(undefined, 0)).toBe(false);
-  });
-
-  it("the highest revision known is kept, so an unrevisioned event cannot lower it", () => {
-    expect(newestRevision(3, 5)).toBe(5);
-    expect(newestRevision(5, 3)).toBe(5);
-    expect(newestRevision(3, null)).toBe(3);
-    expect(newestRevision(null, 4)).toBe(4);
-    expect(newestRevision(undefined, null)).toBeNull();
-  });
-});
 
 describe("a scheduled event", () => {
   it("creates an unknown appointment with its join window, settings and participants", () => {

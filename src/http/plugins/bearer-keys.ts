@@ -18,7 +18,7 @@ const KEY_UNAVAILABLE = "The identity provider's signing keys could not be retri
  * Which JWS algorithms a public key may verify. Pinned per key type so that
  * neither `none` nor an HMAC "signed" with the public key can pass.
  */
-export function algorithmsFor(key: KeyObject): Algorithm[] {
+function algorithmsFor(key: KeyObject): Algorithm[] {
   switch (key.asymmetricKeyType) {
     case "rsa":
       return ["RS256", "PS256"];

@@ -11,7 +11,7 @@ import { ExternalIdParams } from "../../schemas/appointments.js";
  * Three levels up is the package root both from src/http/routes (tests) and
  * from dist/http/routes (the built server).
  */
-export const CLIENT_DIR = fileURLToPath(new URL("../../../dist/client/", import.meta.url));
+const CLIENT_DIR = fileURLToPath(new URL("../../../dist/client/", import.meta.url));
 
 const CONTENT_TYPES: Record<string, string> = {
   ".js": "text/javascript; charset=utf-8",
