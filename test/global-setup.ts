@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
 import { openDatabase } from "../src/db/database.js";
 import { assertPostgresReachable, createDatabase, dropDatabase } from "./helpers/postgres.js";
@@ -11,9 +12,11 @@ declare module "vitest" {
 
 /**
  * One fresh Postgres database for the run, migrated once and dropped at the
- * end (WITH (FORCE), so a crashed run cannot block the next). Also builds
- * dist/ (`npm run build`), because process-level tests start the server exactly
- * as `npm start` does and the browser tests load the compiled client.
+ * end (WITH (FORCE), so a crashed run cannot block the next). Also brings
+ * dist/ up to date, because process-level tests start the server exactly as
+ * `npm start` does and the browser tests load the compiled client; the build
+ * stamp (a hash of its inputs, scripts/build.mjs) lets a run without source
+ * changes skip the compilation. Only the integration tier runs this.
  */
 export default async function setup(project: TestProject) {
   try {
@@ -22,7 +25,9 @@ export default async function setup(project: TestProject) {
     console.error(`\n${(error as Error).message}\n`);
     process.exit(1);
   }
-  execFileSync("npm", ["run", "build", "--silent"], { stdio: "inherit" });
+  execFileSync(process.execPath, [fileURLToPath(new URL("../scripts/build.mjs", import.meta.url)), "--if-stale"], {
+    stdio: "inherit",
+  });
 
   const { name, url } = await createDatabase();
   const db = await openDatabase({

@@ -9,7 +9,7 @@ import {
   sendJson,
   sendMalformed,
   startFakeServer,
-} from "./fake-vonage.js";
+} from "./fake-server.js";
 
 export interface FakeGenesysOptions {
   clientId: string;

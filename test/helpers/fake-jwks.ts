@@ -2,7 +2,7 @@
 // can change, the caching headers it answers with, and its faults (an error
 // status, or no answer at all). `requests` counts its fetches.
 import type { KeyObject } from "node:crypto";
-import { type FakeServer, sendJson, startFakeServer } from "./fake-vonage.js";
+import { type FakeServer, sendJson, startFakeServer } from "./fake-server.js";
 
 export type Jwk = Record<string, unknown>;
 
