@@ -2,12 +2,13 @@ import { configDefaults, defineConfig } from "vitest/config";
 
 // The unit tier needs neither dist/ nor Postgres, so `npm run test:unit` answers
 // in seconds. Every pure test under test/domain/ belongs to it by its folder;
-// the others are the files that build what they test in-process (the browser
+// so is the check of the layers (it reads the sources); the others are the files that build what they test in-process (the browser
 // client against fakes, config parsing, the provider adapters against loopback
 // fakes, the authentication plugin on a bare Fastify). A file not listed runs
 // in the integration tier, which is always safe.
 const unitTests = [
   "test/domain/**/*.test.ts",
+  "test/architecture/**/*.test.ts",
   "test/client/joinwindow.test.ts",
   "test/config.test.ts",
   "test/providers/genesys.test.ts",

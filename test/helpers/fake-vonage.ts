@@ -5,7 +5,6 @@ import { createVerifier } from "fast-jwt";
 import { applyFault, type FakeServer, RouteFaults, sendJson, sendMalformed, startFakeServer } from "./fake-server.js";
 
 // The provider tests import these from here.
-export { type RecordedRequest, startFakeServer } from "./fake-server.js";
 
 export interface FakeVonageOptions {
   applicationId: string;

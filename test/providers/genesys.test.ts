@@ -10,7 +10,7 @@ import {
   type VideoProvider,
 } from "../../src/providers/video-provider.js";
 import { type FakeGenesys, startFakeGenesys } from "../helpers/fake-genesys.js";
-import type { RecordedRequest } from "../helpers/fake-vonage.js";
+import type { RecordedRequest } from "../helpers/fake-server.js";
 
 const CLIENT_ID = "6f3c9a0e-1b2d-4c5e-8f90-a1b2c3d4e5f6";
 const CLIENT_SECRET = "s3cr3t-Client_Secret-value-9f8e7d6c5b4a";

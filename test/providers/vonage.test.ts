@@ -12,7 +12,8 @@ import { ProviderUnavailableError } from "../../src/providers/video-provider.js"
 import { type VonageSettings, vonage } from "../../src/providers/vonage.js";
 import { loadVonagePrivateKey } from "../../src/providers/vonage/private-key.js";
 import { createVonageProvider } from "../../src/providers/vonage/provider.js";
-import { type FakeVonage, startFakeServer, startFakeVonage } from "../helpers/fake-vonage.js";
+import { startFakeServer } from "../helpers/fake-server.js";
+import { type FakeVonage, startFakeVonage } from "../helpers/fake-vonage.js";
 
 const APPLICATION_ID = "c3b6a2d4-5e6f-4a1b-9c8d-0e1f2a3b4c5d";
 const pair = (modulusLength = 2048) =>
