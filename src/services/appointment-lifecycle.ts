@@ -67,7 +67,7 @@ export class AppointmentLifecycle {
     now: Date;
   }): Promise<LifecycleResult> {
     const plan = decide(event, stored, this.options.policy);
-    const revoked = await this.revoke(tx, plan, now);
+    const revoked = plan.kind === "update" || plan.kind === "cancel" ? await this.revoke(tx, plan, now) : {};
     const audit = auditOf(plan, { event, deliveryId, stored, revoked });
     const { appointments } = this.options;
     const existing = stored.appointment;
@@ -100,9 +100,8 @@ export class AppointmentLifecycle {
   }
 
   /** Runs the plan's revocations in order and counts them by reason. */
-  private async revoke(tx: Queryable, plan: Plan, now: Date) {
+  private async revoke(tx: Queryable, plan: Extract<Plan, { kind: "update" | "cancel" }>, now: Date) {
     const revoked: Partial<Record<Revocation["reason"], number>> = {};
-    if (plan.kind !== "update" && plan.kind !== "cancel") return revoked;
     for (const { reason, userId } of plan.revocations) {
       const count = await this.options.tokens.revokeForAppointment({ tx, appointmentId: plan.appointmentId, reason, userId, now });
       revoked[reason] = (revoked[reason] ?? 0) + count;

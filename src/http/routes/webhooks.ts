@@ -1,10 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { type WebhookEvent, WebhookResult } from "../../schemas/appointments.js";
 import { BODY, DATABASE, problems, RATE_LIMITED } from "../../schemas/problems.js";
 import type { WebhookDeliveryService } from "../../services/webhook-deliveries.js";
 import type { WebhookSource } from "../../webhook-sources/source.js";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Set by a webhook route once its source has verified the request. */
+    deliveryId: string;
+  }
+}
 
 /**
  * POST /v1/webhooks/appointments (API.md §1). The source verifies the
@@ -18,7 +24,8 @@ const webhookRoutes: FastifyPluginAsyncTypebox<{
   // In this plugin's scope JSON stays a string until the signature is checked.
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => done(null, body));
-  const deliveryIds = new WeakMap<FastifyRequest, string>();
+  // The id the source read while verifying, for the handler (a property of the request: no per-request map).
+  app.decorateRequest("deliveryId", "");
 
   app.post(
     "/v1/webhooks/appointments",
@@ -51,12 +58,12 @@ const webhookRoutes: FastifyPluginAsyncTypebox<{
       },
       preValidation: async (request) => {
         const verified = source.verify({ rawBody: typeof request.body === "string" ? request.body : "", headers: request.headers });
-        deliveryIds.set(request, verified.deliveryId);
+        request.deliveryId = verified.deliveryId;
         request.body = verified.body as WebhookEvent;
       },
     },
     async (request, reply) => {
-      const outcome = await deliveries.apply({ deliveryId: deliveryIds.get(request) ?? "", event: source.toEvent(request.body) });
+      const outcome = await deliveries.apply({ deliveryId: request.deliveryId, event: source.toEvent(request.body) });
       app.domainMetrics.webhooks.inc({ outcome: outcome.replayed ? "replayed" : outcome.outcome });
       return reply.code(outcome.status).send(outcome.body);
     },
