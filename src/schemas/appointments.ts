@@ -123,6 +123,8 @@ export const IntrospectionResult = Type.Object({
   exp: Type.Optional(Type.Integer()),
 });
 
+export type IntrospectionResult = Static<typeof IntrospectionResult>;
+
 export const KillSwitchBody = Type.Object({
   reason: Type.Optional(Text(500)),
   block: Type.Optional(Type.Boolean({ default: false })),
@@ -136,6 +138,9 @@ export const AuditEvent = Type.Object({
   outcome: Type.String(),
   detail: Type.Record(Type.String(), Type.Unknown()),
 });
+
+export const AuditPage = Type.Object({ events: Type.Array(AuditEvent), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+export type AuditPage = Static<typeof AuditPage>;
 
 export const EventsQuery = Type.Object({
   after: Type.Optional(Type.String({ pattern: "^[0-9]{1,18}$" })),

@@ -1,7 +1,7 @@
 import type { AppointmentsRepository } from "../db/repositories/appointments.js";
-import type { AuditPage, AuditRepository } from "../db/repositories/audit.js";
+import type { AuditRepository } from "../db/repositories/audit.js";
 import { notFound } from "../domain/errors.js";
-import type { AppointmentView } from "../schemas/appointments.js";
+import type { AppointmentView, AuditPage } from "../schemas/appointments.js";
 import { appointmentView } from "./appointment-view.js";
 
 /** Reading appointments and their audit trails (API.md §2, §6). */

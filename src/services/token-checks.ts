@@ -1,21 +1,7 @@
 import type { AuditRepository } from "../db/repositories/audit.js";
 import type { JoinTokensRepository } from "../db/repositories/join-tokens.js";
 import { hashToken } from "../domain/token-hash.js";
-
-export type IntrospectionResult =
-  | {
-      active: true;
-      jti: string;
-      sub: string;
-      role: string;
-      appointmentId: string;
-      sessionId: string;
-      provider: string;
-      iat: number;
-      nbf: number;
-      exp: number;
-    }
-  | { active: false; reason: "unknown" | "revoked" | "expired" | "not_yet_valid"; revocationReason?: string };
+import type { IntrospectionResult } from "../schemas/appointments.js";
 
 const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
 
@@ -66,7 +52,7 @@ export class TokenChecks {
           externalId: row?.externalId ?? "",
           actor,
           type: "token.introspected",
-          outcome: result.active ? "active" : result.reason,
+          outcome: result.reason ?? "active",
           detail: row ? { tokenId: row.id, userId: row.userId } : {},
         },
       ],

@@ -1,4 +1,5 @@
 import type { AuditEntry } from "../../domain/audit-entry.js";
+import type { AuditPage } from "../../schemas/appointments.js";
 import type { PrismaClient } from "../database.js";
 import { type Queryable, type Statement, statement } from "../sql.js";
 
@@ -30,11 +31,6 @@ function auditInsert(entries: readonly AuditEntry[], now: Date): [Statement, unk
     return [INSERT_ONE_AUDIT, [only.externalId, only.at ?? now, only.type, only.actor, only.outcome, JSON.stringify(only.detail ?? {})]];
   }
   return [INSERT_AUDIT, auditColumns(entries, now)];
-}
-
-export interface AuditPage {
-  events: { id: string; at: string; type: string; actor: string; outcome: string; detail: Record<string, unknown> }[];
-  nextCursor: string | null;
 }
 
 /**

@@ -8,7 +8,7 @@ import type { OperatorActions } from "../../services/operator-actions.js";
 import { hasScope, requireScope } from "../plugins/authentication.js";
 import {
   Appointment,
-  AuditEvent,
+  AuditPage,
   EventsQuery,
   ExternalIdParams,
   JoinTokenRequest,
@@ -150,7 +150,7 @@ const appointmentRoutes: FastifyPluginAsyncTypebox<AppointmentRouteOptions> = as
         params: ExternalIdParams,
         querystring: EventsQuery,
         response: {
-          200: Type.Object({ events: Type.Array(AuditEvent), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          200: AuditPage,
           ...problems("invalid_request", ...SCOPED, "not_found", ...RATE_LIMITED, ...DATABASE),
         },
       },
