@@ -29,8 +29,6 @@ const SESSION_LEASE_MS = 20_000;
 /** How long one background pass may spend on a provider. */
 export const RECONCILE_BUDGET_MS = 10_000;
 
-export type Services = ReturnType<typeof createServices>;
-
 /** The repositories on the database, and the services on them: who uses what is visible here. */
 export function createServices({
   config,

@@ -4,7 +4,7 @@ import { isDatabaseUnavailable, isRejectedValue } from "../../db/errors.js";
 import { AppError, invalidRequest, notFound, notReady } from "../../domain/errors.js";
 import { PROBLEM_CONTENT_TYPE } from "../../schemas/problems.js";
 
-export interface Problem {
+interface Problem {
   type: string;
   title: string;
   status: number;
