@@ -13,12 +13,14 @@ import security, { perUserJoinLimit } from "./http/plugins/security.js";
 import appointmentRoutes from "./http/routes/appointments.js";
 import joinPageRoutes from "./http/routes/join-page.js";
 import operationsRoutes from "./http/routes/operations.js";
+import subscriptionRoutes from "./http/routes/subscriptions.js";
 import tokenRoutes from "./http/routes/tokens.js";
 import webhookRoutes from "./http/routes/webhooks.js";
 import wellKnownRoutes from "./http/routes/well-known.js";
 import { createLogger, OneLinePerRequest, requestIdFor } from "./logging.js";
 import { createVideoProvider } from "./providers/index.js";
-import { createServices, RECONCILE_BUDGET_MS } from "./wiring.js";
+import type { Resolve } from "./services/subscriptions.js";
+import { createServices, DISPATCH_INTERVAL_MS, RECONCILE_BUDGET_MS, TIMED_EVENTS_INTERVAL_MS } from "./wiring.js";
 import { standardWebhooks } from "./webhook-sources/standard-webhooks.js";
 
 export interface AppOptions {
@@ -27,6 +29,8 @@ export interface AppOptions {
   logger?: FastifyBaseLogger;
   /** The clock every rule reads; tests inject one instead of waiting for a window. */
   now?: () => Date;
+  /** How subscription URLs' host names are resolved at creation (the system resolver unless given). */
+  resolve?: Resolve;
 }
 
 /** API.md: bodies over 64 KiB are answered 413 `payload_too_large`. */
@@ -68,7 +72,7 @@ function fastifyOptions(logger: FastifyBaseLogger, config: Config): FastifyHttpO
  * Builds the whole application from a config and an open database. The
  * server (server.ts) and the tests call exactly this; only the config differs.
  */
-export async function buildApp({ config, db, logger = createLogger(config), now = () => new Date() }: AppOptions) {
+export async function buildApp({ config, db, logger = createLogger(config), now = () => new Date(), resolve }: AppOptions) {
   const app = Fastify(fastifyOptions(logger, config)).withTypeProvider<TypeBoxTypeProvider>();
 
   // Callback-style: one allocation and one microtask fewer than an async hook, on every answer.
@@ -89,17 +93,48 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
     app.domainMetrics.providerCalls.inc({ provider: call.provider, operation: call.operation, outcome: call.outcome });
     app.domainMetrics.providerCallSeconds.observe({ provider: call.provider, operation: call.operation }, call.durationMs / 1000);
   });
-  const services = createServices({ config, db, provider, now, log: app.log });
-  app.domainMetrics.watchPendingSessions(services.pendingSessions);
-  let stopProvider: (() => void) | undefined;
-  let stopReconciler: (() => Promise<void>) | undefined;
+  const counters = app.domainMetrics;
+  const services = createServices({
+    config,
+    db,
+    provider,
+    now,
+    log: app.log,
+    ...(resolve ? { resolve } : {}),
+    observeDispatch: {
+      emitted: (type, count) => counters.eventsEmitted.inc({ type }, count),
+      attempt: (outcome, durationMs) => {
+        counters.deliveryAttempts.inc({ outcome });
+        counters.deliveryAttemptSeconds.observe(durationMs / 1000);
+      },
+      settled: (outcome, latencyMs) => {
+        counters.deliveriesSettled.inc({ outcome });
+        if (outcome === "delivered") counters.deliveryLatencySeconds.observe(latencyMs / 1000);
+      },
+    },
+  });
+  counters.watchPendingSessions(services.pendingSessions);
+  counters.watchOutbox(services.outboxBacklog, now);
+  const stops: (() => void | Promise<void>)[] = [];
   app.addHook("onReady", async () => {
-    stopProvider = await start();
-    stopReconciler = services.sessions.start(config.sessionReconcileIntervalMs, RECONCILE_BUDGET_MS);
+    stops.push(await start());
+    stops.push(services.sessions.start(config.sessionReconcileIntervalMs, RECONCILE_BUDGET_MS));
+    stops.push(
+      services.timedEvents.start(TIMED_EVENTS_INTERVAL_MS, {
+        databaseOutage: services.timedEventsOutage,
+        onError: (error) => app.log.error({ err: error }, "timed events pass failed unexpectedly"),
+      }),
+    );
+    stops.push(
+      services.dispatcher.start(DISPATCH_INTERVAL_MS, {
+        databaseOutage: services.dispatcherOutage,
+        onError: (error) => app.log.error({ err: error }, "event dispatch failed unexpectedly"),
+      }),
+    );
   });
   app.addHook("preClose", async () => {
-    await stopReconciler?.();
-    stopProvider?.();
+    // The background workers first (in reverse order of starting), the provider's own work last.
+    for (const stop of stops.reverse()) await stop();
   });
 
   await app.register(operationsRoutes, { db });
@@ -107,6 +142,7 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   await app.register(webhookRoutes, { deliveries: services.deliveries, source: standardWebhooks(config.webhookSecrets) });
   await app.register(appointmentRoutes, { ...services, joinRateLimit: perUserJoinLimit(app, config.rateLimitJoinPerMinute) });
   await app.register(tokenRoutes, { tokenChecks: services.tokenChecks });
+  await app.register(subscriptionRoutes, { subscriptions: services.subscriptions });
   await app.register(joinPageRoutes);
 
   await app.ready();

@@ -2,8 +2,20 @@
 // shape and the parsers are in env-variables.ts). The video providers declare
 // their own variables (src/providers/): they are read here too, whichever
 // provider is configured, into `providerSettings`.
-import { fail, httpUrl, integer, ok, oneOf, type Parser, pem, readVariables, text, type VariableSpecs } from "./env-variables.js";
-import { providerAdapter, providerAdapters, videoProviderVariable } from "./providers/index.js";
+import {
+  boolean,
+  fail,
+  httpUrl,
+  integer,
+  ok,
+  oneOf,
+  type Parser,
+  pem,
+  readVariables,
+  text,
+  type VariableSpecs,
+} from "./env-variables.js";
+import { providerAdapters, videoProviderVariable } from "./providers/index.js";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -29,9 +41,14 @@ export interface Config {
   earlyJoinMinutesAgent: number;
   earlyJoinMinutesCustomer: number;
   graceMinutes: number;
+  noShowMinutes: number;
   keyEncryptionSecret: string | undefined;
   providerTimeoutMs: number;
   sessionReconcileIntervalMs: number;
+  subscriptionTimeoutMs: number;
+  /** Seconds to wait before each retry of a failed delivery; its length is the number of retries. */
+  subscriptionRetrySchedule: number[];
+  subscriptionsAllowPrivateTargets: boolean;
   corsOrigins: string[];
   rateLimitPerMinute: number;
   rateLimitJoinPerMinute: number;
@@ -65,6 +82,12 @@ const webhookSecrets: Parser<string[]> = (raw) => {
   return secrets.length > 0 && secrets.every((s) => WEBHOOK_SECRET_FORMAT.test(s))
     ? ok(secrets)
     : fail("one or more space-separated secrets of the form whsec_<base64>");
+};
+
+const retrySchedule: Parser<number[]> = (raw) => {
+  const steps = raw.split(",").map((step) => step.trim());
+  const valid = steps.length <= 50 && steps.every((step) => /^\d{1,7}(\.\d{1,3})?$/.test(step));
+  return valid ? ok(steps.map(Number)) : fail("a comma-separated list of at most 50 waits in seconds, like 5,300,1800");
 };
 
 const originList: Parser<string[]> = (raw) => {
@@ -112,17 +135,36 @@ export const variables = {
   EARLY_JOIN_MINUTES_AGENT: { parse: integer(0, 1440), default: 10, description: "agent may join this early" },
   EARLY_JOIN_MINUTES_CUSTOMER: { parse: integer(0, 1440), default: 5, description: "customer may join this early" },
   GRACE_MINUTES: { parse: integer(0, 1440), default: 15, description: "join window stays open after the end" },
-  // The local provider's, but here with the other secrets that dev-secrets.ts generates outside production.
+  NO_SHOW_MINUTES: {
+    parse: integer(0, 1440),
+    default: 10,
+    description: "appointment.no_show names who is not present this long after the start",
+  },
   KEY_ENCRYPTION_SECRET: {
     parse: longSecret,
     secret: true,
-    description: "encrypts the local provider's private keys at rest",
+    description: "encrypts secrets at rest: subscriptions' signing secrets, the local provider's private keys",
   },
   PROVIDER_TIMEOUT_MS: { parse: integer(100, 60000), default: 5000, description: "per-call provider timeout" },
   SESSION_RECONCILE_INTERVAL_MS: {
     parse: integer(100, 3_600_000),
     default: 5000,
     description: "how often pending provider sessions are retried in the background",
+  },
+  SUBSCRIPTION_TIMEOUT_MS: {
+    parse: integer(100, 60000),
+    default: 5000,
+    description: "a subscriber must answer a delivery with a 2xx within this",
+  },
+  SUBSCRIPTION_RETRY_SCHEDULE: {
+    parse: retrySchedule,
+    default: [5, 300, 1800, 7200, 18000, 36000, 36000],
+    description: "seconds to wait before each retry of a failed delivery (then it is failed)",
+  },
+  SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS: {
+    parse: boolean,
+    default: false,
+    description: "true allows http and private, loopback and link-local subscription URLs (tests, private networks)",
   },
   CORS_ORIGINS: { parse: originList, default: [], description: "origins allowed to call from a browser" },
   RATE_LIMIT_PER_MINUTE: {
@@ -186,9 +228,13 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     earlyJoinMinutesAgent: v.EARLY_JOIN_MINUTES_AGENT,
     earlyJoinMinutesCustomer: v.EARLY_JOIN_MINUTES_CUSTOMER,
     graceMinutes: v.GRACE_MINUTES,
+    noShowMinutes: v.NO_SHOW_MINUTES,
     keyEncryptionSecret: v.KEY_ENCRYPTION_SECRET,
     providerTimeoutMs: v.PROVIDER_TIMEOUT_MS,
     sessionReconcileIntervalMs: v.SESSION_RECONCILE_INTERVAL_MS,
+    subscriptionTimeoutMs: v.SUBSCRIPTION_TIMEOUT_MS,
+    subscriptionRetrySchedule: v.SUBSCRIPTION_RETRY_SCHEDULE,
+    subscriptionsAllowPrivateTargets: v.SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS,
     corsOrigins: v.CORS_ORIGINS,
     rateLimitPerMinute: v.RATE_LIMIT_PER_MINUTE,
     rateLimitJoinPerMinute: v.RATE_LIMIT_JOIN_PER_MINUTE,
@@ -205,6 +251,8 @@ export function missingProductionSecrets(config: Config): string[] {
   if (!config.authJwtSecret && !config.authJwtPublicKey && !config.authJwksUrl) {
     missing.push("one of AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL is required in production");
   }
-  missing.push(...(providerAdapter(config.videoProvider).missingInProduction?.(config) ?? []));
+  if (!config.keyEncryptionSecret) {
+    missing.push("KEY_ENCRYPTION_SECRET is required in production (it encrypts subscriptions' secrets and the local provider's keys)");
+  }
   return missing;
 }

@@ -35,6 +35,9 @@ export const integer =
 
 export const text: Parser<string> = (raw) => ok(raw);
 
+export const boolean: Parser<boolean> = (raw) =>
+  raw === "true" ? ok(true) : raw === "false" ? ok(false) : fail("true or false");
+
 export const oneOf =
   <T extends string>(...values: T[]): Parser<T> =>
   (raw) =>

@@ -5,16 +5,25 @@ import { DatabaseOutageLog } from "./db/outage-log.js";
 import { AppointmentsRepository } from "./db/repositories/appointments.js";
 import { AuditRepository } from "./db/repositories/audit.js";
 import { JoinTokensRepository } from "./db/repositories/join-tokens.js";
+import { OutboxRepository } from "./db/repositories/outbox.js";
 import { SessionsRepository } from "./db/repositories/sessions.js";
+import { SubscriptionDeliveriesRepository } from "./db/repositories/subscription-deliveries.js";
+import { SubscriptionsRepository } from "./db/repositories/subscriptions.js";
+import { TimedEventsRepository } from "./db/repositories/timed-events.js";
 import { WebhookDeliveriesRepository } from "./db/repositories/webhook-deliveries.js";
 import type { VideoProvider } from "./providers/video-provider.js";
 import { AppointmentLifecycle } from "./services/appointment-lifecycle.js";
 import { AppointmentReads } from "./services/appointments.js";
+import { type DispatcherObserver, EventDispatcher } from "./services/event-dispatcher.js";
 import { JoinTokenService } from "./services/join-tokens.js";
 import { OperatorActions } from "./services/operator-actions.js";
 import { SessionService } from "./services/sessions.js";
+import { SubscriptionSecrets } from "./services/subscription-secrets.js";
+import { type Resolve, SubscriptionService } from "./services/subscriptions.js";
+import { TimedEventService } from "./services/timed-events.js";
 import { TokenChecks } from "./services/token-checks.js";
 import { WebhookDeliveryService } from "./services/webhook-deliveries.js";
+import { createWebhookSender } from "./services/webhook-sender.js";
 
 /**
  * API.md §8: a webhook is answered within 10 s, a join token within 15 s.
@@ -28,6 +37,9 @@ const JOIN_BUDGET_MS = 12_000;
 const SESSION_LEASE_MS = 20_000;
 /** How long one background pass may spend on a provider. */
 export const RECONCILE_BUDGET_MS = 10_000;
+/** API.md §9: timed events within 5 s of their instant; deliveries are claimed at once when slots free up, and at least this often. */
+export const TIMED_EVENTS_INTERVAL_MS = 1_000;
+export const DISPATCH_INTERVAL_MS = 500;
 
 /** The repositories on the database, and the services on them: who uses what is visible here. */
 export function createServices({
@@ -36,28 +48,39 @@ export function createServices({
   provider,
   now,
   log,
+  observeDispatch,
+  resolve,
 }: {
   config: Config;
   db: Database;
   provider: VideoProvider;
   now: () => Date;
   log: FastifyBaseLogger;
+  observeDispatch?: DispatcherObserver;
+  /** The resolver subscription URLs are checked with (the system's unless a test gives one). */
+  resolve?: Resolve;
 }) {
   const { sql, prisma } = db;
+  if (!config.keyEncryptionSecret) throw new Error("KEY_ENCRYPTION_SECRET is required: it seals subscriptions' secrets");
   const appointments = new AppointmentsRepository({ sql, prisma });
   const tokens = new JoinTokensRepository({ sql, prisma });
   const audit = new AuditRepository({ sql, prisma });
   const sessionRows = new SessionsRepository({ prisma });
   const deliveries = new WebhookDeliveriesRepository({ prisma });
+  const outbox = new OutboxRepository({ sql });
+  const subscriptionDeliveries = new SubscriptionDeliveriesRepository({ sql });
+  const secrets = new SubscriptionSecrets(config.keyEncryptionSecret);
 
   const sessions = new SessionService({
+    sql,
     sessions: sessionRows,
     audit,
+    outbox,
     provider,
     now,
     leaseMs: SESSION_LEASE_MS,
     onError: (error, externalId) => log.error({ err: error, externalId }, "session creation failed unexpectedly"),
-    databaseOutage: new DatabaseOutageLog(log),
+    databaseOutage: new DatabaseOutageLog(log.child({ worker: "session reconciler" })),
   });
   const lifecycle = new AppointmentLifecycle({
     appointments,
@@ -80,8 +103,38 @@ export function createServices({
       now,
     }),
     reads: new AppointmentReads({ appointments, audit }),
-    operatorActions: new OperatorActions({ sql, appointments, tokens, audit, now }),
+    operatorActions: new OperatorActions({ sql, appointments, tokens, audit, outbox, now }),
     joinTokens: new JoinTokenService({ sql, appointments, tokens, provider, sessions, now, budgetMs: JOIN_BUDGET_MS }),
     tokenChecks: new TokenChecks({ tokens, audit, now }),
+    subscriptions: new SubscriptionService({
+      subscriptions: new SubscriptionsRepository({ prisma }),
+      audit,
+      secrets,
+      allowPrivateTargets: config.subscriptionsAllowPrivateTargets,
+      now,
+      ...(resolve ? { resolve } : {}),
+    }),
+    timedEvents: new TimedEventService({ sql, timers: new TimedEventsRepository(), policy: config, now }),
+    timedEventsOutage: new DatabaseOutageLog(log.child({ worker: "timed events" })),
+    dispatcher: new EventDispatcher({
+      outbox,
+      deliveries: subscriptionDeliveries,
+      secrets,
+      sender: createWebhookSender({
+        timeoutMs: config.subscriptionTimeoutMs,
+        allowPrivateTargets: config.subscriptionsAllowPrivateTargets,
+      }),
+      retrySchedule: config.subscriptionRetrySchedule,
+      timeoutMs: config.subscriptionTimeoutMs,
+      now,
+      ...(observeDispatch ? { observe: observeDispatch } : {}),
+    }),
+    dispatcherOutage: new DatabaseOutageLog(log.child({ worker: "event dispatcher" })),
+    /** The oldest event not yet delivered everywhere it is due, and how many deliveries are pending. */
+    async outboxBacklog() {
+      const [undispatched, pending] = await Promise.all([outbox.oldestUndispatched(), subscriptionDeliveries.backlog()]);
+      const oldest = [undispatched, pending.oldest].filter((d): d is Date => d !== null);
+      return { oldest: oldest.length === 0 ? null : new Date(Math.min(...oldest.map((d) => d.getTime()))), pending: pending.pending };
+    },
   };
 }

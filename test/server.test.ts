@@ -29,7 +29,7 @@ describe("the server process", () => {
     expect(output().trim().split("\n")).toEqual([
       "joinwindow: WEBHOOK_SECRET is required in production",
       "joinwindow: one of AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL is required in production",
-      "joinwindow: KEY_ENCRYPTION_SECRET is required in production with VIDEO_PROVIDER=local",
+      "joinwindow: KEY_ENCRYPTION_SECRET is required in production (it encrypts subscriptions' secrets and the local provider's keys)",
     ]);
   });
 

@@ -8,10 +8,15 @@ export type AuditType =
   | "token.revoked"
   | "token.introspected"
   | "appointment.blocked"
-  | "appointment.unblocked";
+  | "appointment.unblocked"
+  | "subscription.created"
+  | "subscription.deleted"
+  | "subscription.secret_rotated"
+  | "subscription.enabled"
+  | "subscription.disabled";
 
 export interface AuditEntry {
-  /** The appointment's externalId; "" for an introspection of an unknown token. */
+  /** The appointment's externalId; "" for an introspection of an unknown token and for subscriptions' entries. */
   externalId: string;
   type: AuditType;
   /** Who did it: "scheduler", "user:<sub>", "operator:<sub>", "gateway:<sub>", "system". */

@@ -25,6 +25,7 @@ const CATALOGUE = {
   invalid_time_zone: { status: 422, title: "Unprocessable Content" },
   nonexistent_local_time: { status: 422, title: "Unprocessable Content" },
   invalid_time_range: { status: 422, title: "Unprocessable Content" },
+  invalid_subscription_url: { status: 422, title: "Unprocessable Content" },
   too_early: { status: 425, title: "Too Early" },
   headers_too_large: { status: 431, title: "Request Header Fields Too Large" },
   rate_limited: { status: 429, title: "Too Many Requests" },

@@ -1,12 +1,13 @@
 import type { AppointmentEvent, ScheduledEvent } from "./appointment-event.js";
 import type { AuditEntry } from "./audit-entry.js";
 import { type JoinPolicy, joinWindowFor } from "./join-window.js";
+import type { EventType } from "./outbound-events.js";
 
 /**
  * What an incoming scheduler event does to what is stored (API.md §1): pure
  * rules, no I/O. `decide` returns a plan; the lifecycle service carries it
- * out in the delivery's transaction and `auditOf` says what the trail
- * records of it.
+ * out in the delivery's transaction, `auditOf` says what the trail records of
+ * it and `eventTypesOf` which lifecycle events it emits (§9).
  */
 
 /** What scheduling an appointment sets: everything a scheduler's event decides. */
@@ -36,8 +37,14 @@ export interface StoredAppointment {
   revision: number | null;
   startsAt: Date;
   endsAt: Date;
+  timeZone: string | null;
   agentId: string;
+  agentName: string | null;
   customerId: string;
+  customerName: string | null;
+  maxParticipants: number;
+  waitingRoom: boolean;
+  recording: boolean;
 }
 
 export interface Stored {
@@ -58,7 +65,16 @@ export type Plan =
   | { kind: "ignore"; outcome: "stale_revision" | "cancelled_earlier" | "already_cancelled"; revisionToStore?: number | null }
   | { kind: "record_cancellation"; revision: number | null }
   | { kind: "create"; fields: ScheduleFields; dropTombstone: boolean }
-  | { kind: "update"; appointmentId: string; fields: ScheduleFields; changes: Change[]; revocations: Revocation[]; rebooked: boolean }
+  | {
+      kind: "update";
+      appointmentId: string;
+      fields: ScheduleFields;
+      changes: Change[];
+      /** Anything else the event changed: settings, names, the time zone. */
+      detailsChanged: boolean;
+      revocations: Revocation[];
+      rebooked: boolean;
+    }
   | { kind: "cancel"; appointmentId: string; revision: number | null; revocations: Revocation[] };
 
 /** An event older than or equal to what is stored is acknowledged and ignored, when both carry a revision. */
@@ -100,7 +116,15 @@ function decideScheduled(event: ScheduledEvent, { appointment, tombstone }: Stor
   if (changes.includes("agent")) revocations.push({ reason: "reassigned", userId: appointment.agentId });
   if (changes.includes("customer")) revocations.push({ reason: "reassigned", userId: appointment.customerId });
   if (changes.includes("times")) revocations.push({ reason: "rescheduled", userId: null });
-  return { kind: "update", appointmentId: appointment.id, fields, changes, revocations, rebooked: appointment.status === "cancelled" };
+  return {
+    kind: "update",
+    appointmentId: appointment.id,
+    fields,
+    changes,
+    detailsChanged: detailsDiffer(appointment, fields),
+    revocations,
+    rebooked: appointment.status === "cancelled",
+  };
 }
 
 function decideCancelled(revision: number | null, { appointment, tombstone }: Stored): Plan {
@@ -130,6 +154,39 @@ function changesBetween(stored: StoredAppointment, next: Pick<ScheduleFields, "s
   if (stored.agentId !== next.agentId) changes.push("agent");
   if (stored.customerId !== next.customerId) changes.push("customer");
   return changes;
+}
+
+const DETAILS = ["timeZone", "agentName", "customerName", "maxParticipants", "waitingRoom", "recording"] as const;
+
+function detailsDiffer(stored: StoredAppointment, next: ScheduleFields): boolean {
+  return DETAILS.some((field) => stored[field] !== next[field]);
+}
+
+/**
+ * The appointment events a plan emits (§9), each with the Appointment after
+ * the change: a booking (also of a cancelled id, again) is `scheduled`; moved
+ * times are `rescheduled`, a changed agent or customer `reassigned` (both when
+ * both changed); a change of nothing else but settings, names or the time
+ * zone is `updated`. An event that changes nothing emits nothing.
+ */
+export function eventTypesOf(plan: Plan): EventType[] {
+  switch (plan.kind) {
+    case "create":
+      return ["appointment.scheduled"];
+    case "cancel":
+      return ["appointment.cancelled"];
+    case "update": {
+      if (plan.rebooked) return ["appointment.scheduled"];
+      const types: EventType[] = [];
+      if (plan.changes.includes("times")) types.push("appointment.rescheduled");
+      if (plan.changes.includes("agent") || plan.changes.includes("customer")) types.push("appointment.reassigned");
+      if (types.length === 0 && plan.detailsChanged) types.push("appointment.updated");
+      return types;
+    }
+    case "ignore":
+    case "record_cancellation":
+      return [];
+  }
 }
 
 /** The plan's audit entries, once carried out: `revoked` counts the tokens each revocation reason took. */

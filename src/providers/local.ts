@@ -14,8 +14,6 @@ export const local: ProviderAdapter<typeof variables> = {
   variables,
   capabilities: { remoteSessions: false, remoteTokens: false, eject: false, presence: false },
   configProblems: () => [],
-  missingInProduction: (config) =>
-    config.keyEncryptionSecret ? [] : ["KEY_ENCRYPTION_SECRET is required in production with VIDEO_PROVIDER=local"],
 
   async create({ settings, config, prisma, now }) {
     if (!config.keyEncryptionSecret) throw new Error("KEY_ENCRYPTION_SECRET is required with VIDEO_PROVIDER=local");

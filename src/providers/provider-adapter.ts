@@ -50,7 +50,5 @@ export interface ProviderAdapter<Variables extends VariableSpecs = VariableSpecs
   readonly capabilities: ProviderCapabilities;
   /** What is missing or unusable in its settings when it is the configured one: one line per problem. */
   configProblems(settings: ValuesOf<Variables>): string[];
-  /** What production must set for it, beyond the service's own secrets: one line each. */
-  missingInProduction?(config: Config): string[];
   create(context: ProviderContext<ValuesOf<Variables>>): Promise<ProviderSetup>;
 }

@@ -84,6 +84,9 @@ const CODES = {
   },
   expectation_failed: { when: "an Expect header other than 100-continue" },
   invalid_time_range: { when: "endsAt is not after startsAt, or the appointment lasts over 24 h" },
+  invalid_subscription_url: {
+    when: "the subscription URL is not https, carries credentials, or is (or resolves to) a loopback, link-local, private or unique-local address",
+  },
   too_early: {
     when: "before the caller's opening time",
     members: { opensAt: Instant },

@@ -1,12 +1,19 @@
 import { isDatabaseUnavailable } from "../db/errors.js";
 import type { AppointmentRow } from "../db/repositories/appointment-rows.js";
 import type { AuditRepository } from "../db/repositories/audit.js";
+import type { OutboxRepository } from "../db/repositories/outbox.js";
 import type { SessionsRepository } from "../db/repositories/sessions.js";
+import type { Sql } from "../db/sql.js";
+import type { OutboundEvent } from "../domain/outbound-events.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
+import { appointmentView } from "./appointment-view.js";
+import { runEvery } from "./background-loop.js";
 
 export interface SessionServiceOptions {
+  sql: Pick<Sql, "transaction">;
   sessions: SessionsRepository;
   audit: Pick<AuditRepository, "record">;
+  outbox: Pick<OutboxRepository, "record">;
   provider: VideoProvider;
   now: () => Date;
   /** How long a claim on a pending session lasts: longer than any one creation attempt. */
@@ -21,6 +28,14 @@ export type SessionOutcome = "ready" | "pending" | "failed";
 const BASE_BACKOFF_MS = 5_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
 
+/** `session.ready` or `session.failed` (§9), with the session as the Appointment shows it. */
+const sessionEvent = (type: "session.ready" | "session.failed", row: AppointmentRow, at: Date): OutboundEvent => ({
+  type,
+  externalId: row.externalId,
+  at,
+  data: { session: appointmentView(row).session },
+});
+
 /** Exponential backoff with ±20 % jitter, so replicas retrying after an outage spread out. */
 function retryDelayMs(attempts: number): number {
   const base = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** Math.max(0, attempts - 1));
@@ -32,7 +47,8 @@ function retryDelayMs(attempts: number): number {
  * unreachable (API.md §1, §8). A database lease decides who may call the
  * provider for an appointment at any moment, so a webhook, a join request
  * and the reconcilers of several replicas never create two sessions for one
- * appointment; the provider call itself runs outside any transaction.
+ * appointment; the provider call itself runs outside any transaction. Each
+ * outcome is written with its audit entry and its event in one transaction.
  */
 export class SessionService {
   constructor(private readonly options: SessionServiceOptions) {}
@@ -59,8 +75,11 @@ export class SessionService {
         budget,
       );
       const now = this.options.now();
-      if (await sessions.markReady({ id: appointment.id, sessionId })) {
+      await this.options.sql.transaction(async (tx) => {
+        const row = await sessions.markReady({ tx, id: appointment.id, sessionId });
+        if (!row) return;
         await audit.record({
+          tx,
           now,
           entries: [
             {
@@ -68,11 +87,12 @@ export class SessionService {
               actor: "system",
               type: "session.created",
               outcome: "ready",
-              detail: { provider: provider.name, sessionId, attempt: appointment.sessionAttempts + 1 },
+              detail: { provider: provider.name, sessionId, attempt: row.sessionAttempts },
             },
           ],
         });
-      }
+        await this.options.outbox.record({ tx, now, events: [sessionEvent("session.ready", row, now)] });
+      });
       return "ready";
     } catch (error) {
       // Nothing can be recorded without the database; the lease runs out and the attempt is made again.
@@ -88,23 +108,29 @@ export class SessionService {
     const attempts = appointment.sessionAttempts + 1;
     const failed = now.getTime() >= appointment.closesAt.getTime();
     const shortReason = reason.slice(0, 500);
-    await sessions.markFailedAttempt({
-      id: appointment.id,
-      attempts,
-      nextAttemptAt: failed ? null : new Date(now.getTime() + retryDelayMs(attempts)),
-      reason: shortReason,
-    });
-    await audit.record({
-      now,
-      entries: [
-        {
-          externalId: appointment.externalId,
-          actor: "system",
-          type: "session.failed",
-          outcome: failed ? "failed" : "pending",
-          detail: { provider: provider.name, reason: shortReason, attempt: attempts },
-        },
-      ],
+    await this.options.sql.transaction(async (tx) => {
+      const row = await sessions.markFailedAttempt({
+        tx,
+        id: appointment.id,
+        attempts,
+        nextAttemptAt: failed ? null : new Date(now.getTime() + retryDelayMs(attempts)),
+        reason: shortReason,
+      });
+      await audit.record({
+        tx,
+        now,
+        entries: [
+          {
+            externalId: appointment.externalId,
+            actor: "system",
+            type: "session.failed",
+            outcome: failed ? "failed" : "pending",
+            detail: { provider: provider.name, reason: shortReason, attempt: attempts },
+          },
+        ],
+      });
+      // A failed attempt that will be retried is no event; only the session's failure for good is.
+      if (row && failed) await this.options.outbox.record({ tx, now, events: [sessionEvent("session.failed", row, now)] });
     });
     return failed ? "failed" : "pending";
   }
@@ -137,16 +163,20 @@ export class SessionService {
   async reconcileOnce(budgetMs: number, batch = 10): Promise<number> {
     const { sessions, audit, provider } = this.options;
     const now = this.options.now();
-    const expired = await sessions.failOverdue({ now });
-    await audit.record({
-      now,
-      entries: expired.map((externalId) => ({
-        externalId,
-        actor: "system",
-        type: "session.failed" as const,
-        outcome: "failed",
-        detail: { provider: provider.name, reason: "the join window closed before a session could be created" },
-      })),
+    await this.options.sql.transaction(async (tx) => {
+      const expired = await sessions.failOverdue({ tx, now });
+      await audit.record({
+        tx,
+        now,
+        entries: expired.map((row) => ({
+          externalId: row.externalId,
+          actor: "system",
+          type: "session.failed" as const,
+          outcome: "failed",
+          detail: { provider: provider.name, reason: "the join window closed before a session could be created" },
+        })),
+      });
+      await this.options.outbox.record({ tx, now, events: expired.map((row) => sessionEvent("session.failed", row, now)) });
     });
 
     const claimed = await sessions.claimDue({ now, until: new Date(now.getTime() + this.options.leaseMs), limit: batch });
@@ -159,23 +189,9 @@ export class SessionService {
 
   /** Runs the reconciler every `intervalMs` until the returned stop function is called (it waits for a pass in progress). */
   start(intervalMs: number, budgetMs: number): () => Promise<void> {
-    let running: Promise<unknown> | undefined;
-    const timer = setInterval(() => {
-      if (running) return;
-      running = this.reconcileOnce(budgetMs)
-        .then(
-          () => this.options.databaseOutage?.succeeded(),
-          (error: unknown) =>
-            isDatabaseUnavailable(error) ? this.options.databaseOutage?.failed(error) : this.options.onError?.(error, "(reconciler)"),
-        )
-        .finally(() => {
-          running = undefined;
-        });
-    }, intervalMs);
-    timer.unref();
-    return async () => {
-      clearInterval(timer);
-      await running;
-    };
+    return runEvery(intervalMs, () => this.reconcileOnce(budgetMs), {
+      databaseOutage: this.options.databaseOutage,
+      onError: (error) => this.options.onError?.(error, "(reconciler)"),
+    });
   }
 }

@@ -11,7 +11,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export class TokenChecks {
   constructor(
     private readonly options: {
-      tokens: Pick<JoinTokensRepository, "byHash" | "find" | "revokeOne">;
+      tokens: Pick<JoinTokensRepository, "byHash" | "find" | "revokeByOperator">;
       audit: Pick<AuditRepository, "record">;
       now: () => Date;
     },
@@ -60,26 +60,17 @@ export class TokenChecks {
     return result;
   }
 
-  /** RFC 7009: the answer is the same whether or not the token was live or known. */
+  /**
+   * RFC 7009: the answer is the same whether or not the token was live or
+   * known. A known token's revocation (or that it was not live) is audited,
+   * and a live one's emits `token.revoked`, with the revocation.
+   */
   async revoke(by: { token?: string; tokenId?: string }, actor: string): Promise<void> {
-    const { tokens, audit } = this.options;
+    const { tokens } = this.options;
     const key = by.token !== undefined ? { tokenHash: hashToken(by.token) } : by.tokenId && UUID.test(by.tokenId) ? { id: by.tokenId } : null;
     if (!key) return;
-    const now = this.options.now();
     const row = await tokens.find(key);
     if (!row) return;
-    const revoked = await tokens.revokeOne({ id: row.id, reason: "operator", now });
-    await audit.record({
-      now,
-      entries: [
-        {
-          externalId: row.appointment.externalId,
-          actor,
-          type: "token.revoked",
-          outcome: revoked ? "revoked" : "was_not_live",
-          detail: { reason: "operator", tokenId: row.id, userId: row.userId },
-        },
-      ],
-    });
+    await tokens.revokeByOperator({ id: row.id, actor, now: this.options.now() });
   }
 }

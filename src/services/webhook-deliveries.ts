@@ -75,6 +75,7 @@ export class WebhookDeliveryService {
         externalId,
         answer: { responseStatus: answer.status, responseBody: answer.body },
         audit: result.audit,
+        events: result.events,
         ...(result.newAppointment ? { newAppointment: result.newAppointment } : {}),
         now,
       });

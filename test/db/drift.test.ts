@@ -61,6 +61,15 @@ describe("schema.prisma and prisma/migrations", () => {
       `DROP INDEX "join_tokens_token_hash_key"; CREATE INDEX "join_tokens_token_hash_key" ON "join_tokens"("token_hash")`,
     ],
     ["an added enum value", `ALTER TYPE "RevocationReason" ADD VALUE 'expired'`],
+    [
+      "a partial index made full",
+      `DROP INDEX "appointments_timed_events_idx"; CREATE INDEX "appointments_timed_events_idx" ON "appointments"("next_timed_event_at")`,
+    ],
+    [
+      "a changed index predicate",
+      `DROP INDEX "subscription_deliveries_queue_idx"; CREATE INDEX "subscription_deliveries_queue_idx" ON "subscription_deliveries"("subscription_id", "next_attempt_at") WHERE status = 'failed'`,
+    ],
+    ["a changed array default", `ALTER TABLE "subscriptions" ALTER COLUMN "events" SET DEFAULT '{a}'`],
   ])("notices %s", async (_what, sql) => {
     const expected: SchemaShape = await shapeFromPrismaSchema(schemaPath);
     await client.query("BEGIN");

@@ -242,7 +242,7 @@ describe("a connection that stops answering", () => {
 });
 
 describe("background work while the database is down", () => {
-  it("logs the outage once when it begins and once when it ends, at warn, without a stack", async () => {
+  it("logs the outage once when it begins and once when it ends, per background worker, at warn, without a stack", async () => {
     const proxy = await startTcpProxy(direct().hostname, Number(direct().port || 5432));
     const lines: Record<string, unknown>[] = [];
     const t = await startApp(
@@ -255,23 +255,29 @@ describe("background work while the database is down", () => {
       { logDestination: { write: (line: string) => void lines.push(JSON.parse(line)) } },
     );
     const { app } = t;
+    const workers = ["session reconciler", "timed events", "event dispatcher"];
     const outageLines = () => lines.filter((line) => /database/i.test(String(line.msg)) && line.msg !== "request completed");
+    const linesOf = (worker: string) => outageLines().filter((line) => line.worker === worker);
     try {
       proxy.refuse();
-      await expect.poll(outageLines, { timeout: 5000 }).toHaveLength(1);
-      // Metrics stay readable during the outage (the pending-sessions gauge keeps its last value).
+      await expect.poll(outageLines, { timeout: 5000 }).toHaveLength(workers.length);
+      // Metrics stay readable during the outage (the gauges keep their last values).
       const scrape = await app.inject({ method: "GET", url: "/metrics" });
       expect(scrape.statusCode).toBe(200);
       expect(scrape.body).toContain("joinwindow_pending_sessions");
-      // Ten more reconciler passes fail against the refused database: still one line.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(scrape.body).toContain("joinwindow_outbox_oldest_undelivered_seconds");
+      // Many more passes of each worker fail against the refused database: still one line each.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(outageLines()).toHaveLength(workers.length);
       proxy.restore();
-      await expect.poll(outageLines, { timeout: 5000 }).toHaveLength(2);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const [began, ended] = outageLines();
-      expect(began).toMatchObject({ level: 40, msg: expect.stringMatching(/unreachable/) });
-      expect(ended).toMatchObject({ level: 40, msg: expect.stringMatching(/reachable again/) });
-      expect(outageLines()).toHaveLength(2);
+      await expect.poll(outageLines, { timeout: 5000 }).toHaveLength(2 * workers.length);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      for (const worker of workers) {
+        const [began, ended, ...more] = linesOf(worker);
+        expect(began, worker).toMatchObject({ level: 40, msg: expect.stringMatching(/unreachable/) });
+        expect(ended, worker).toMatchObject({ level: 40, msg: expect.stringMatching(/reachable again/) });
+        expect(more, worker).toEqual([]);
+      }
       expect(lines.filter((line) => Number(line.level) >= 50)).toEqual([]);
       expect(JSON.stringify(lines)).not.toContain("stack");
     } finally {

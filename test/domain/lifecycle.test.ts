@@ -25,8 +25,12 @@ const stored = (overrides: Partial<StoredAppointment> = {}): StoredAppointment =
   revision: 2,
   startsAt: at("2026-11-23T14:00:00.000Z"),
   endsAt: at("2026-11-23T14:30:00.000Z"),
+  timeZone: "America/New_York",
   agentId: "agent",
+  agentName: "Dr. Lee",
   customerId: "cust",
+  customerName: "Pat Doe",
+  ...DEFAULT_SETTINGS,
   ...overrides,
 });
 const nothing: Stored = { appointment: undefined, tombstone: undefined };

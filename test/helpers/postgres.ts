@@ -45,3 +45,26 @@ export async function assertPostgresReachable(): Promise<void> {
     );
   }
 }
+
+/**
+ * A database of a test's own, migrated, for tests whose background workers
+ * must not see other files' rows (timed events under a moved clock, counts
+ * of every delivery); drop it with dropDatabase(name).
+ */
+export async function createMigratedDatabase(prefix = "jw_test"): Promise<{ name: string; url: string }> {
+  const { openDatabase } = await import("../../src/db/database.js");
+  const created = await createDatabase(prefix);
+  const db = await openDatabase({
+    databaseUrl: created.url,
+    databasePoolSize: 1,
+    databaseAcquireTimeoutMs: 5000,
+    databaseQueryTimeoutMs: 60000,
+    dataDir: "",
+  });
+  try {
+    await db.migrate();
+  } finally {
+    await db.close();
+  }
+  return created;
+}

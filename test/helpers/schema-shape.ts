@@ -4,10 +4,12 @@ import type pg from "pg";
 
 /**
  * The shape of a Postgres schema (tables, columns with type, nullability and
- * default, indexes with uniqueness and column order, foreign keys with their
- * actions, enums), read two ways so they can be compared: from schema.prisma
- * through Prisma's own WebAssembly schema tooling (the DMMF), and from a live
- * database's catalogs.
+ * default, indexes with uniqueness, column order and the predicate of a
+ * partial index, foreign keys with their actions, enums), read two ways so
+ * they can be compared: from schema.prisma through Prisma's own WebAssembly
+ * schema tooling (the DMMF), and from a live database's catalogs. The DMMF
+ * leaves out a partial index's `where: raw("…")`: that one is read from the
+ * index's own declaration in the schema text.
  */
 export interface SchemaShape {
   enums: Record<string, string[]>;
@@ -16,7 +18,7 @@ export interface SchemaShape {
 
 interface TableShape {
   columns: Record<string, { type: string; nullable: boolean; default: string | null }>;
-  indexes: Record<string, { unique: boolean; primary: boolean; columns: string[] }>;
+  indexes: Record<string, { unique: boolean; primary: boolean; columns: string[]; where: string | null }>;
   foreignKeys: Record<
     string,
     { columns: string[]; references: string; referencedColumns: string[]; onDelete: string; onUpdate: string }
@@ -119,13 +121,38 @@ export async function shapeFromPrismaSchema(schemaPath: string): Promise<SchemaS
         ? `${table}_pkey`
         : `${table}_${columns.join("_")}_${index.type === "unique" ? "key" : "idx"}`);
     const tableShape = shape.tables[table];
-    if (tableShape)
-      tableShape.indexes[name] = { unique: index.type !== "normal", primary: index.type === "id", columns };
+    if (tableShape) {
+      tableShape.indexes[name] = {
+        unique: index.type !== "normal",
+        primary: index.type === "id",
+        columns,
+        where: predicateDeclaredFor(text, name),
+      };
+    }
   }
   return shape;
 }
 
+/** The `where: raw("…")` of the @@index/@@unique whose map is `name`, normalised; null for a full index. */
+function predicateDeclaredFor(schemaText: string, name: string): string | null {
+  const declaration = schemaText
+    .split("\n")
+    .find((line) => /^\s*@@(index|unique)\(/.test(line) && line.includes(`map: "${name}"`));
+  const raw = declaration ? /where:\s*raw\("((?:[^"\\]|\\.)*)"\)/.exec(declaration)?.[1] : undefined;
+  return raw === undefined ? null : normalisePredicate(raw.replace(/\\"/g, '"'));
+}
+
+/** Postgres prints a predicate with its own parentheses, casts and quoting; only the words and values compare. */
+function normalisePredicate(predicate: string): string {
+  return predicate
+    .replace(/::[\w" ]+/g, "")
+    .replace(/[()"\s]/g, "")
+    .toLowerCase();
+}
+
 function prismaColumnType(field: DmmfField, enums: Dmmf["datamodel"]["enums"]): string {
+  // Postgres names an array type after its element type with a leading underscore (text[] is _text).
+  if (field.isList) return `_${prismaColumnType({ ...field, isList: false }, enums)}`;
   if (field.kind === "enum") {
     const e = enums.find((x) => x.name === field.type);
     return e?.dbName ?? field.type;
@@ -164,6 +191,8 @@ function prismaColumnType(field: DmmfField, enums: Dmmf["datamodel"]["enums"]): 
 function prismaDefault(field: DmmfField): string | null {
   const value = field.default as { name?: string; args?: unknown[] } | string | number | boolean | undefined;
   if (value === undefined) return null;
+  // A list's default, [] or ["a"], is an array literal in Postgres: {} or {a}.
+  if (Array.isArray(value)) return `{${value.map(String).join(",")}}`;
   if (typeof value === "object" && value !== null && "name" in value) {
     switch (value.name) {
       case "now":
@@ -222,9 +251,10 @@ export async function shapeFromDatabase(client: pg.Client | pg.PoolClient): Prom
     is_unique: boolean;
     is_primary: boolean;
     columns: string[];
+    predicate: string | null;
   }>(`
     SELECT t.relname AS table_name, i.relname AS index_name, ix.indisunique AS is_unique,
-           ix.indisprimary AS is_primary,
+           ix.indisprimary AS is_primary, pg_get_expr(ix.indpred, ix.indrelid) AS predicate,
            array(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY k(attnum, n)
                  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.n)::text[] AS columns
     FROM pg_index ix
@@ -234,7 +264,14 @@ export async function shapeFromDatabase(client: pg.Client | pg.PoolClient): Prom
     WHERE n.nspname = 'public' AND t.relname <> '_prisma_migrations'`);
   for (const row of indexes.rows) {
     const table = shape.tables[row.table_name];
-    if (table) table.indexes[row.index_name] = { unique: row.is_unique, primary: row.is_primary, columns: row.columns };
+    if (table) {
+      table.indexes[row.index_name] = {
+        unique: row.is_unique,
+        primary: row.is_primary,
+        columns: row.columns,
+        where: row.predicate === null ? null : normalisePredicate(row.predicate),
+      };
+    }
   }
 
   const foreignKeys = await client.query<{
@@ -299,7 +336,7 @@ function normaliseDatabaseDefault(value: string | null): string | null {
   if (value === null) return null;
   if (/^nextval\(/.test(value)) return "autoincrement";
   // 'scheduled'::"AppointmentStatus" → scheduled, '{}'::jsonb → {}
-  const literal = /^'((?:[^']|'')*)'::[\w" ]+$/.exec(value);
+  const literal = /^'((?:[^']|'')*)'::[\w" ]+(?:\[\])?$/.exec(value);
   if (literal) return (literal[1] ?? "").replace(/''/g, "'");
   return value;
 }

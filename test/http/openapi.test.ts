@@ -12,6 +12,7 @@ type Operation = OpenApiDocument["paths"][string][string] & {
 };
 
 const operator = bearer(userJwt("ops-1", { scope: OPERATOR_SCOPES, expiresInSeconds: 3_600 }));
+const subscriber = bearer(userJwt("ops-2", { scope: "subscriptions:manage", expiresInSeconds: 3_600 }));
 
 /**
  * For every operation of the document, a request that passes authentication
@@ -40,14 +41,26 @@ const REQUESTS: Record<string, () => { headers?: Record<string, string>; payload
     headers: { ...operator, "content-type": "application/json" },
     payload: JSON.stringify({ tokenId: randomUUID() }),
   }),
+  // A literal public address: nothing to resolve, so the database is the next thing the request meets.
+  "POST /v1/subscriptions": () => ({
+    headers: { ...subscriber, "content-type": "application/json" },
+    payload: JSON.stringify({ url: "https://93.184.215.14/hooks" }),
+  }),
+  "GET /v1/subscriptions": () => ({ headers: subscriber }),
+  "GET /v1/subscriptions/{id}": () => ({ headers: subscriber }),
+  "DELETE /v1/subscriptions/{id}": () => ({ headers: subscriber }),
+  "POST /v1/subscriptions/{id}/rotate-secret": () => ({ headers: subscriber }),
+  "POST /v1/subscriptions/{id}/enable": () => ({ headers: subscriber }),
+  "GET /v1/subscriptions/{id}/deliveries": () => ({ headers: subscriber }),
 };
 
 function operationsOf(document: OpenApiDocument) {
   return Object.entries(document.paths).flatMap(([path, item]) =>
     Object.entries(item).map(([method, operation]) => ({
       key: `${method.toUpperCase()} ${path}`,
-      method: method.toUpperCase() as "GET" | "POST",
-      url: path.replace(/\{[^}]+\}/g, "x"),
+      method: method.toUpperCase() as "GET" | "POST" | "DELETE",
+      // A subscription id is a UUID (anything else is unknown without asking the database); an externalId anything.
+      url: path.replace("{id}", randomUUID()).replace(/\{[^}]+\}/g, "x"),
       operation: operation as Operation,
     })),
   );

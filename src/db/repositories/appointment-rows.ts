@@ -15,16 +15,29 @@ export const APPOINTMENT_COLUMNS = `id, external_id AS "externalId", status, rev
   closes_at AS "closesAt", provider, session_id AS "sessionId", session_status AS "sessionStatus",
   session_attempts AS "sessionAttempts", session_next_attempt_at AS "sessionNextAttemptAt",
   session_last_error AS "sessionLastError", session_claimed_until AS "sessionClaimedUntil",
-  access_blocked AS "accessBlocked", cancelled_at AS "cancelledAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
+  access_blocked AS "accessBlocked", timed_events_emitted AS "timedEventsEmitted", next_timed_event_at AS "nextTimedEventAt",
+  cancelled_at AS "cancelledAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 /** Serialises transactions on one key (an externalId, a user) across every replica, until commit. */
 export const LOCK_KEY = statement("jw_lock_key", "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
 
 export const SCHEDULE_COLUMNS = `status, revision, starts_at, ends_at, time_zone, agent_id, agent_name, customer_id, customer_name,
-  max_participants, waiting_room, recording, agent_opens_at, customer_opens_at, closes_at, cancelled_at, updated_at`;
+  max_participants, waiting_room, recording, agent_opens_at, customer_opens_at, closes_at, cancelled_at, updated_at,
+  timed_events_emitted, next_timed_event_at`;
+
+/** SCHEDULE_COLUMNS' placeholders from $first, with the casts Postgres cannot infer. */
+export const schedulePlaceholders = (first: number) =>
+  Array.from({ length: 19 }, (_, i) => {
+    const cast = i === 0 ? `::"AppointmentStatus"` : i === 17 ? "::text[]" : "";
+    return `$${first + i}${cast}`;
+  }).join(", ");
 
 /** The values of SCHEDULE_COLUMNS, in their order. */
-export const scheduleValues = (f: ScheduleFields, now: Date): unknown[] => [
+export const scheduleValues = (
+  f: ScheduleFields,
+  timers: Pick<AppointmentRow, "timedEventsEmitted" | "nextTimedEventAt">,
+  now: Date,
+): unknown[] => [
   f.status,
   f.revision,
   f.startsAt,
@@ -42,4 +55,6 @@ export const scheduleValues = (f: ScheduleFields, now: Date): unknown[] => [
   f.closesAt,
   f.cancelledAt,
   now,
+  timers.timedEventsEmitted,
+  timers.nextTimedEventAt,
 ];

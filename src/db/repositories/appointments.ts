@@ -1,7 +1,14 @@
 import type { PrismaClient } from "../database.js";
 import { type Queryable, statement } from "../sql.js";
 import type { ScheduleFields } from "../../domain/lifecycle.js";
-import { APPOINTMENT_COLUMNS, type AppointmentRow, LOCK_KEY, SCHEDULE_COLUMNS, scheduleValues } from "./appointment-rows.js";
+import {
+  APPOINTMENT_COLUMNS,
+  type AppointmentRow,
+  LOCK_KEY,
+  SCHEDULE_COLUMNS,
+  schedulePlaceholders,
+  scheduleValues,
+} from "./appointment-rows.js";
 
 const APPOINTMENT_BY_EXTERNAL_ID = statement(
   "jw_appointment_by_external_id",
@@ -32,15 +39,15 @@ const LOCK_USER_AND_APPOINTMENT = statement(
 
 const REPLACE_APPOINTMENT = statement(
   "jw_replace_appointment",
-  `UPDATE appointments SET (${SCHEDULE_COLUMNS}) =
-     ($1::"AppointmentStatus", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-   WHERE id = $18
+  `UPDATE appointments SET (${SCHEDULE_COLUMNS}) = (${schedulePlaceholders(1)})
+   WHERE id = $20
    RETURNING ${APPOINTMENT_COLUMNS}`,
 );
 
+/** A cancellation also drops the timed events not yet emitted (API.md §9). */
 const CANCEL_APPOINTMENT = statement(
   "jw_cancel_appointment",
-  `UPDATE appointments SET status = 'cancelled', cancelled_at = $2, revision = $3, updated_at = $2
+  `UPDATE appointments SET status = 'cancelled', cancelled_at = $2, revision = $3, updated_at = $2, next_timed_event_at = NULL
    WHERE id = $1 RETURNING ${APPOINTMENT_COLUMNS}`,
 );
 
@@ -108,8 +115,20 @@ export class AppointmentsRepository {
     return row;
   }
 
-  async replace({ tx, id, fields, now }: { tx: Queryable; id: string; fields: ScheduleFields; now: Date }): Promise<AppointmentRow> {
-    return returned(await tx.query<AppointmentRow>(REPLACE_APPOINTMENT, [...scheduleValues(fields, now), id]));
+  async replace({
+    tx,
+    id,
+    fields,
+    timers,
+    now,
+  }: {
+    tx: Queryable;
+    id: string;
+    fields: ScheduleFields;
+    timers: Pick<AppointmentRow, "timedEventsEmitted" | "nextTimedEventAt">;
+    now: Date;
+  }): Promise<AppointmentRow> {
+    return returned(await tx.query<AppointmentRow>(REPLACE_APPOINTMENT, [...scheduleValues(fields, timers, now), id]));
   }
 
   async cancel({ tx, id, revision, now }: { tx: Queryable; id: string; revision: number | null; now: Date }): Promise<AppointmentRow> {

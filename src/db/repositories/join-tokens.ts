@@ -14,14 +14,15 @@ const LIVE_TOKENS_AROUND = statement(
 /**
  * The writes of a join, in one round trip: the caller's live tokens revoked
  * (`replaced` in this appointment, `superseded` in any other), the new token,
- * and the audit entries, one `token.revoked` per appointment that lost tokens
- * and the `token.issued`. The counts come from the UPDATE itself, so a token
- * that another appointment's change revoked a moment earlier is not counted
- * here as superseded.
+ * the lifecycle events (a `token.revoked` per token revoked, then the
+ * `token.issued`) and the audit entries, one `token.revoked` per appointment
+ * that lost tokens and the `token.issued`. The counts come from the UPDATE
+ * itself, so a token that another appointment's change revoked a moment
+ * earlier is not counted here as superseded.
  *
  * $1 user, $2 appointment id, $3 now, $4 token id, $5 role, $6 token hash,
  * $7 provider, $8 session id, $9 not before, $10 expires at, $11 actor,
- * $12 externalId, $13 detail of `token.issued`.
+ * $12 externalId, $13 detail of `token.issued`, $14 data of its event.
  */
 const ISSUE_TOKEN = statement(
   "jw_issue_token",
@@ -30,14 +31,21 @@ const ISSUE_TOKEN = statement(
      SET revoked_at = $3,
          revocation_reason = (CASE WHEN appointment_id = $2 THEN 'replaced' ELSE 'superseded' END)::"RevocationReason"
      WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3
-     RETURNING appointment_id),
+     RETURNING id, appointment_id, role, revocation_reason),
    lost AS (
      SELECT a.external_id, r.appointment_id = $2 AS here, count(*)::int AS n
      FROM revoked r JOIN appointments a ON a.id = r.appointment_id
      GROUP BY a.external_id, r.appointment_id),
    issued AS (
      INSERT INTO join_tokens (id, appointment_id, user_id, role, token_hash, provider, session_id, issued_at, not_before, expires_at)
-     VALUES ($4, $2, $1, $5::"ParticipantRole", $6, $7, $8, $3, $9, $10))
+     VALUES ($4, $2, $1, $5::"ParticipantRole", $6, $7, $8, $3, $9, $10)),
+   events AS (
+     INSERT INTO outbox_events (type, external_id, at, data, created_at)
+     SELECT 'token.revoked', a.external_id, $3::timestamptz,
+            jsonb_build_object('tokenId', r.id, 'userId', $1::text, 'role', r.role, 'reason', r.revocation_reason), $3::timestamptz
+     FROM revoked r JOIN appointments a ON a.id = r.appointment_id
+     UNION ALL
+     SELECT 'token.issued', $12::text, $3::timestamptz, $14::jsonb, $3::timestamptz)
    INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
    SELECT * FROM (
      SELECT external_id, $3::timestamptz, 'token.revoked', $11::text, 'revoked',
@@ -73,12 +81,44 @@ const TOKEN_BY_HASH = statement(
    WHERE t.token_hash = $1`,
 );
 
-/** Live tokens of an appointment, of one user ($4) or of everyone ($4 null). */
+/** Live tokens of an appointment ($1, externalId $5), of one user ($4) or of everyone ($4 null), with a `token.revoked` event each. */
 const REVOKE_APPOINTMENT_TOKENS = statement(
   "jw_revoke_appointment_tokens",
-  `UPDATE join_tokens SET revoked_at = $2, revocation_reason = $3::"RevocationReason"
-   WHERE appointment_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ($4::text IS NULL OR user_id = $4)
-   RETURNING id`,
+  `WITH revoked AS (
+     UPDATE join_tokens SET revoked_at = $2, revocation_reason = $3::"RevocationReason"
+     WHERE appointment_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ($4::text IS NULL OR user_id = $4)
+     RETURNING id, user_id, role),
+   events AS (
+     INSERT INTO outbox_events (type, external_id, at, data, created_at)
+     SELECT 'token.revoked', $5, $2, jsonb_build_object('tokenId', id, 'userId', user_id, 'role', role, 'reason', $3::text), $2
+     FROM revoked)
+   SELECT id FROM revoked`,
+);
+
+/**
+ * An operator revokes one token ($1) if it is still live: the revocation, its
+ * `token.revoked` event and the audit entry (`revoked`, or `was_not_live`),
+ * in one statement. $2 now, $3 actor.
+ */
+const REVOKE_ONE_BY_OPERATOR = statement(
+  "jw_revoke_one_by_operator",
+  `WITH token AS (
+     SELECT t.id, t.user_id, t.role, a.external_id FROM join_tokens t JOIN appointments a ON a.id = t.appointment_id WHERE t.id = $1),
+   revoked AS (
+     UPDATE join_tokens SET revoked_at = $2, revocation_reason = 'operator'
+     WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2
+     RETURNING id),
+   events AS (
+     INSERT INTO outbox_events (type, external_id, at, data, created_at)
+     SELECT 'token.revoked', external_id, $2,
+            jsonb_build_object('tokenId', id, 'userId', user_id, 'role', role, 'reason', 'operator'), $2
+     FROM token WHERE EXISTS (SELECT 1 FROM revoked)),
+   audit AS (
+     INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
+     SELECT external_id, $2, 'token.revoked', $3, CASE WHEN EXISTS (SELECT 1 FROM revoked) THEN 'revoked' ELSE 'was_not_live' END,
+            jsonb_build_object('reason', 'operator', 'tokenId', id, 'userId', user_id)
+     FROM token)
+   SELECT count(*)::int AS revoked FROM revoked`,
 );
 
 export type RevocationReason = "replaced" | "rescheduled" | "reassigned" | "cancelled" | "superseded" | "operator" | "blocked";
@@ -112,7 +152,9 @@ export class JoinTokensRepository {
 
   /** Stores the token, revoking the user's other live ones, and audits both (ISSUE_TOKEN). */
   async issue(token: NewToken): Promise<void> {
-    const detail = { tokenId: token.tokenId, userId: token.userId, role: token.role, expiresAt: token.expiresAt.toISOString() };
+    const expiresAt = token.expiresAt.toISOString();
+    const detail = { tokenId: token.tokenId, userId: token.userId, role: token.role, expiresAt };
+    const event = { tokenId: token.tokenId, userId: token.userId, role: token.role, notBefore: token.notBefore.toISOString(), expiresAt };
     await token.tx.query(ISSUE_TOKEN, [
       token.userId,
       token.appointmentId,
@@ -127,6 +169,7 @@ export class JoinTokensRepository {
       token.actor,
       token.externalId,
       JSON.stringify(detail),
+      JSON.stringify(event),
     ]);
   }
 
@@ -135,34 +178,33 @@ export class JoinTokensRepository {
     return row;
   }
 
-  /** Revokes an appointment's live tokens (of one user, or of all when userId is null); returns how many. */
+  /** Revokes an appointment's live tokens (of one user, or of all when userId is null), each with its event; returns how many. */
   async revokeForAppointment({
     tx,
     appointmentId,
+    externalId,
     reason,
     userId,
     now,
   }: {
     tx: Queryable;
     appointmentId: string;
+    externalId: string;
     reason: RevocationReason;
     userId: string | null;
     now: Date;
   }): Promise<number> {
-    return (await tx.query(REVOKE_APPOINTMENT_TOKENS, [appointmentId, now, reason, userId])).length;
+    return (await tx.query(REVOKE_APPOINTMENT_TOKENS, [appointmentId, now, reason, userId, externalId])).length;
   }
 
-  /** One token by its value's hash or by its id, with its appointment's externalId. */
+  /** One token's id, by its value's hash or by its id; null when unknown. */
   async find(by: { tokenHash: string } | { id: string }) {
-    return this.db.prisma.joinToken.findUnique({ where: by, include: { appointment: { select: { externalId: true } } } });
+    return this.db.prisma.joinToken.findUnique({ where: by, select: { id: true } });
   }
 
-  /** Revokes one token if it is still live; false when it was not. */
-  async revokeOne({ id, reason, now }: { id: string; reason: RevocationReason; now: Date }): Promise<boolean> {
-    const { count } = await this.db.prisma.joinToken.updateMany({
-      where: { id, revokedAt: null, expiresAt: { gt: now } },
-      data: { revokedAt: now, revocationReason: reason },
-    });
-    return count > 0;
+  /** An operator's revocation of one token, if it is still live, with its event and audit entry; false when it was not live. */
+  async revokeByOperator({ id, actor, now }: { id: string; actor: string; now: Date }): Promise<boolean> {
+    const [row] = await this.db.sql.query<{ revoked: number }>(REVOKE_ONE_BY_OPERATOR, [id, now, actor]);
+    return (row?.revoked ?? 0) > 0;
   }
 }

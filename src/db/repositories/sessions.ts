@@ -1,9 +1,36 @@
 import type { PrismaClient } from "../database.js";
-import type { AppointmentRow } from "./appointment-rows.js";
+import { type Queryable, statement } from "../sql.js";
+import { APPOINTMENT_COLUMNS, type AppointmentRow } from "./appointment-rows.js";
+
+const MARK_READY = statement(
+  "jw_session_ready",
+  `UPDATE appointments SET session_id = $2, session_status = 'ready', session_claimed_until = NULL,
+     session_next_attempt_at = NULL, session_last_error = NULL, session_attempts = session_attempts + 1
+   WHERE id = $1 AND session_status = 'pending'
+   RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
+const MARK_FAILED_ATTEMPT = statement(
+  "jw_session_failed_attempt",
+  `UPDATE appointments SET session_status = $2::"SessionStatus", session_attempts = $3, session_claimed_until = NULL,
+     session_next_attempt_at = $4, session_last_error = $5
+   WHERE id = $1 AND session_status = 'pending'
+   RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
+const FAIL_OVERDUE = statement(
+  "jw_session_fail_overdue",
+  `UPDATE appointments SET session_status = 'failed', session_claimed_until = NULL, session_next_attempt_at = NULL
+   WHERE session_status = 'pending' AND closes_at <= $1
+     AND (session_claimed_until IS NULL OR session_claimed_until <= $1)
+   RETURNING ${APPOINTMENT_COLUMNS}`,
+);
 
 /**
  * The provider-session columns of appointments: a pending session's lease
- * (who may call the provider for it now), its attempts and its outcome.
+ * (who may call the provider for it now), its attempts and its outcome. The
+ * outcomes are written in the caller's transaction, with their audit entries
+ * and events.
  */
 export class SessionsRepository {
   constructor(private readonly db: { prisma: PrismaClient }) {}
@@ -42,54 +69,33 @@ export class SessionsRepository {
     return claimed.map((row) => row.id);
   }
 
-  /** The session was created: ready, lease released. False when it was no longer pending. */
-  async markReady({ id, sessionId }: { id: string; sessionId: string }): Promise<boolean> {
-    const { count } = await this.db.prisma.appointment.updateMany({
-      where: { id, sessionStatus: "pending" },
-      data: {
-        sessionId,
-        sessionStatus: "ready",
-        sessionClaimedUntil: null,
-        sessionNextAttemptAt: null,
-        sessionLastError: null,
-        sessionAttempts: { increment: 1 },
-      },
-    });
-    return count === 1;
+  /** The session was created: ready, lease released. Undefined when it was no longer pending. */
+  async markReady({ tx, id, sessionId }: { tx: Queryable; id: string; sessionId: string }): Promise<AppointmentRow | undefined> {
+    const [row] = await tx.query<AppointmentRow>(MARK_READY, [id, sessionId]);
+    return row;
   }
 
-  /** An attempt failed: pending again from `nextAttemptAt`, or failed for good when that is null. */
+  /** An attempt failed: pending again from `nextAttemptAt`, or failed for good when that is null. Undefined when it was no longer pending. */
   async markFailedAttempt({
+    tx,
     id,
     attempts,
     nextAttemptAt,
     reason,
   }: {
+    tx: Queryable;
     id: string;
     attempts: number;
     nextAttemptAt: Date | null;
     reason: string;
-  }): Promise<void> {
-    await this.db.prisma.appointment.updateMany({
-      where: { id, sessionStatus: "pending" },
-      data: {
-        sessionStatus: nextAttemptAt ? "pending" : "failed",
-        sessionAttempts: attempts,
-        sessionClaimedUntil: null,
-        sessionNextAttemptAt: nextAttemptAt,
-        sessionLastError: reason,
-      },
-    });
+  }): Promise<AppointmentRow | undefined> {
+    const [row] = await tx.query<AppointmentRow>(MARK_FAILED_ATTEMPT, [id, nextAttemptAt ? "pending" : "failed", attempts, nextAttemptAt, reason]);
+    return row;
   }
 
-  /** Pending sessions whose window has closed (and that nobody is attempting) become failed; returns their externalIds. */
-  async failOverdue({ now }: { now: Date }): Promise<string[]> {
-    const expired = await this.db.prisma.$queryRaw<{ external_id: string }[]>`
-      UPDATE appointments SET session_status = 'failed', session_claimed_until = NULL, session_next_attempt_at = NULL
-      WHERE session_status = 'pending' AND closes_at <= ${now}
-        AND (session_claimed_until IS NULL OR session_claimed_until <= ${now})
-      RETURNING external_id`;
-    return expired.map((row) => row.external_id);
+  /** Pending sessions whose window has closed (and that nobody is attempting) become failed; returns them. */
+  async failOverdue({ tx, now }: { tx: Queryable; now: Date }): Promise<AppointmentRow[]> {
+    return tx.query<AppointmentRow>(FAIL_OVERDUE, [now]);
   }
 
   async countPending(): Promise<number> {

@@ -1,9 +1,11 @@
 import type { AuditEntry } from "../../domain/audit-entry.js";
+import type { OutboundEvent } from "../../domain/outbound-events.js";
 import type { PrismaClient } from "../database.js";
 import type { Prisma } from "../../generated/prisma/client.js";
 import { type Queryable, statement } from "../sql.js";
-import { APPOINTMENT_COLUMNS, type AppointmentRow, SCHEDULE_COLUMNS, scheduleValues } from "./appointment-rows.js";
+import { APPOINTMENT_COLUMNS, type AppointmentRow, SCHEDULE_COLUMNS, schedulePlaceholders, scheduleValues } from "./appointment-rows.js";
 import { AUDIT_FROM_COLUMNS, auditColumns } from "./audit.js";
+import { outboxColumns, outboxInsert } from "./outbox.js";
 
 /**
  * The two locks of a delivery, in this order, until commit: the delivery id
@@ -37,31 +39,31 @@ const STORED_STATE = statement(
 /**
  * A delivery's stored answer, written once the outcome is known, after its
  * audit entries ($1..$6): $7 delivery id, $8 event type, $9 externalId,
- * $10 status, $11 body.
+ * $10 status, $11 body; its lifecycle events go to the outbox from $events.
  */
-const AUDIT_AND_DELIVERY = `audit AS (${AUDIT_FROM_COLUMNS})
+const auditEventsAndDelivery = (events: number) => `audit AS (${AUDIT_FROM_COLUMNS}),
+   events AS (${outboxInsert(events)})
    INSERT INTO webhook_deliveries (webhook_id, event_type, external_id, response_status, response_body)
    VALUES ($7, $8, $9, $10, $11::jsonb)`;
 
-const FINISH_DELIVERY = statement("jw_finish_delivery", `WITH ${AUDIT_AND_DELIVERY}`);
+const FINISH_DELIVERY = statement("jw_finish_delivery", `WITH ${auditEventsAndDelivery(12)}`);
 
 /**
- * A new appointment ($12..$37), its audit entries and the delivery's stored
- * answer ($1..$11, as FINISH_DELIVERY): the last write of a delivery, in one
- * round trip.
+ * A new appointment ($12..$39), its audit entries, its events ($40..$44) and
+ * the delivery's stored answer ($1..$11, as FINISH_DELIVERY): the last write
+ * of a delivery, in one round trip.
  */
 const INSERT_APPOINTMENT_AND_FINISH = statement(
   "jw_insert_appointment_and_finish",
   `WITH appointment AS (
      INSERT INTO appointments (${SCHEDULE_COLUMNS}, id, external_id, provider, session_id, session_status, session_attempts,
        session_next_attempt_at, session_last_error, session_claimed_until, access_blocked, created_at)
-     VALUES ($12::"AppointmentStatus", $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
-       $29, $30, $31, $32, $33::"SessionStatus", $34, $35, $36, $37, false, $28)),
-   ${AUDIT_AND_DELIVERY}`,
+     VALUES (${schedulePlaceholders(12)}, $31, $32, $33, $34, $35::"SessionStatus", $36, $37, $38, $39, false, $28)),
+   ${auditEventsAndDelivery(40)}`,
 );
 
 const insertValues = (row: AppointmentRow, now: Date): unknown[] => [
-  ...scheduleValues({ ...row, status: "scheduled", cancelledAt: null }, now),
+  ...scheduleValues({ ...row, status: "scheduled", cancelledAt: null }, row, now),
   row.id,
   row.externalId,
   row.provider,
@@ -115,8 +117,9 @@ export class WebhookDeliveriesRepository {
   }
 
   /**
-   * The delivery's last write: its audit entries, its stored answer and, for
-   * a new appointment, the appointment itself, in one statement.
+   * The delivery's last write: its audit entries, its lifecycle events, its
+   * stored answer and, for a new appointment, the appointment itself, in one
+   * statement.
    */
   async finish(delivery: {
     tx: Queryable;
@@ -125,6 +128,7 @@ export class WebhookDeliveriesRepository {
     externalId: string;
     answer: StoredAnswer;
     audit: readonly AuditEntry[];
+    events: readonly OutboundEvent[];
     newAppointment?: AppointmentRow;
     now: Date;
   }): Promise<void> {
@@ -137,8 +141,9 @@ export class WebhookDeliveriesRepository {
       delivery.answer.responseStatus,
       JSON.stringify(delivery.answer.responseBody),
     ];
-    if (newAppointment) await tx.query(INSERT_APPOINTMENT_AND_FINISH, [...values, ...insertValues(newAppointment, now)]);
-    else await tx.query(FINISH_DELIVERY, values);
+    const events = outboxColumns(delivery.events, now);
+    if (newAppointment) await tx.query(INSERT_APPOINTMENT_AND_FINISH, [...values, ...insertValues(newAppointment, now), ...events]);
+    else await tx.query(FINISH_DELIVERY, [...values, ...events]);
   }
 
   async find({ deliveryId }: { deliveryId: string }) {

@@ -20,7 +20,7 @@ export interface Caller {
   scopes: ReadonlySet<string>;
 }
 
-export type Scope = "appointments:read" | "tokens:introspect" | "tokens:revoke";
+export type Scope = "appointments:read" | "tokens:introspect" | "tokens:revoke" | "subscriptions:manage";
 
 declare module "fastify" {
   interface FastifyRequest {

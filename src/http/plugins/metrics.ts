@@ -9,8 +9,15 @@ export interface DomainMetrics {
   introspections: Counter<"result">;
   providerCalls: Counter<"provider" | "operation" | "outcome">;
   providerCallSeconds: Histogram<"provider" | "operation">;
+  eventsEmitted: Counter<"type">;
+  deliveryAttempts: Counter<"outcome">;
+  deliveriesSettled: Counter<"outcome">;
+  deliveryLatencySeconds: Histogram;
+  deliveryAttemptSeconds: Histogram;
   /** Reports the number of pending provider sessions, read at scrape time. */
   watchPendingSessions(count: () => Promise<number>): void;
+  /** Reports the outbox backlog (the oldest event not yet delivered, and the deliveries pending), read at scrape time. */
+  watchOutbox(backlog: () => Promise<{ oldest: Date | null; pending: number }>, now: () => Date): void;
 }
 
 declare module "fastify" {
@@ -84,6 +91,70 @@ export default fp(
         buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
         registers: [registry],
       }),
+      eventsEmitted: new Counter({
+        name: "joinwindow_events_emitted_total",
+        help: "Lifecycle events emitted (taken from the outbox, once each across replicas), by type",
+        labelNames: ["type"],
+        registers: [registry],
+      }),
+      deliveryAttempts: new Counter({
+        name: "joinwindow_subscription_delivery_attempts_total",
+        help: "Attempts to deliver an event to a subscriber, by outcome (delivered, http_error, timeout, network)",
+        labelNames: ["outcome"],
+        registers: [registry],
+      }),
+      deliveriesSettled: new Counter({
+        name: "joinwindow_subscription_deliveries_total",
+        help: "Deliveries settled for good: delivered, or failed after the last retry",
+        labelNames: ["outcome"],
+        registers: [registry],
+      }),
+      deliveryLatencySeconds: new Histogram({
+        name: "joinwindow_subscription_delivery_latency_seconds",
+        help: "From an event's writing to its successful delivery (retries included)",
+        buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 36000],
+        registers: [registry],
+      }),
+      deliveryAttemptSeconds: new Histogram({
+        name: "joinwindow_subscription_attempt_duration_seconds",
+        help: "Time a subscriber took to answer one delivery attempt",
+        buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers: [registry],
+      }),
+      watchOutbox(backlog, now) {
+        let last: { oldest: Date | null; pending: number } | undefined;
+        // One query per scrape for both gauges: the first to be collected reads, the second reuses it.
+        let reading: Promise<void> | undefined;
+        const read = () => {
+          reading ??= backlog()
+            .then((value) => {
+              last = value;
+            })
+            .catch(() => {
+              // While the database is down the gauges keep their last values.
+            })
+            .finally(() => setImmediate(() => (reading = undefined)));
+          return reading;
+        };
+        new Gauge({
+          name: "joinwindow_outbox_oldest_undelivered_seconds",
+          help: "Age of the oldest event not yet delivered to every subscriber that wants it (0 when none is waiting)",
+          registers: [registry],
+          async collect() {
+            await read();
+            if (last) this.set(last.oldest ? Math.max(0, (now().getTime() - last.oldest.getTime()) / 1000) : 0);
+          },
+        });
+        new Gauge({
+          name: "joinwindow_subscription_deliveries_pending",
+          help: "Deliveries waiting for their next attempt",
+          registers: [registry],
+          async collect() {
+            await read();
+            if (last) this.set(last.pending);
+          },
+        });
+      },
       watchPendingSessions(count) {
         new Gauge({
           name: "joinwindow_pending_sessions",

@@ -1,17 +1,12 @@
-import {
-  createCipheriv,
-  createDecipheriv,
-  generateKeyPairSync,
-  hkdfSync,
-  randomBytes,
-} from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import type { NewSigningKey, SigningKeysRepository } from "../../db/repositories/signing-keys.js";
+import { SecretBox, SecretBoxError } from "../../support/secret-box.js";
 
 /**
  * The ES256 keys of the built-in `local` video provider, kept in
  * `signing_keys` so tokens survive a restart and every replica signs with
- * the same key. Private keys are stored only encrypted (AES-256-GCM under a
- * key derived from KEY_ENCRYPTION_SECRET).
+ * the same key. Private keys are stored only encrypted (support/secret-box.ts,
+ * with the kid as associated data).
  */
 export interface SigningKeyStoreOptions {
   signingKeys: Pick<SigningKeysRepository, "findValid" | "findValidOrCreate" | "findPublished">;
@@ -49,7 +44,6 @@ class SigningKeyDecryptionError extends Error {
 }
 
 const ALGORITHM = "ES256";
-const FORMAT_VERSION = "v1";
 const HKDF_INFO = "joinwindow signing key v1";
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** The next key is made this long before the current one stops signing. */
@@ -57,7 +51,7 @@ const REFRESH_MARGIN_MS = 10 * 60 * 1000;
 
 export class SigningKeyStore {
   readonly #signingKeys: SigningKeyStoreOptions["signingKeys"];
-  readonly #encryptionKey: Buffer;
+  readonly #box: SecretBox;
   readonly #rotationMs: number;
   readonly #maxTokenLifetimeMs: number;
   readonly #now: () => Date;
@@ -72,7 +66,7 @@ export class SigningKeyStore {
     if (!(options.rotationDays > 0)) throw new Error("rotationDays must be positive");
     if (!(options.maxTokenLifetimeMs >= 0)) throw new Error("maxTokenLifetimeMs must not be negative");
     this.#signingKeys = options.signingKeys;
-    this.#encryptionKey = deriveEncryptionKey(options.keyEncryptionSecret);
+    this.#box = new SecretBox(options.keyEncryptionSecret, HKDF_INFO);
     this.#rotationMs = options.rotationDays * DAY_MS;
     this.#maxTokenLifetimeMs = options.maxTokenLifetimeMs;
     this.#now = options.now ?? (() => new Date());
@@ -151,11 +145,7 @@ export class SigningKeyStore {
       kid,
       algorithm: ALGORITHM,
       publicJwk: publicMembers(kid, jwk),
-      privateKeyEncrypted: encryptPrivateKey(
-        this.#encryptionKey,
-        kid,
-        privateKey.export({ format: "pem", type: "pkcs8" }) as string,
-      ),
+      privateKeyEncrypted: this.#box.seal(privateKey.export({ format: "pem", type: "pkcs8" }) as string, kid),
       createdAt: now,
       rotatesAt,
       publishedUntil: new Date(rotatesAt.getTime() + this.#maxTokenLifetimeMs),
@@ -163,41 +153,12 @@ export class SigningKeyStore {
   }
 
   #decrypt(kid: string, stored: string): string {
-    return decryptPrivateKey(this.#encryptionKey, kid, stored);
-  }
-}
-
-function deriveEncryptionKey(secret: string): Buffer {
-  return Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), HKDF_INFO, 32));
-}
-
-/** `v1.<iv>.<tag>.<ciphertext>` (base64url), with the kid as AAD so a ciphertext only opens under its own row. */
-function encryptPrivateKey(key: Buffer, kid: string, pem: string): string {
-  const iv = randomBytes(12);
-  const cipher = createCipheriv("aes-256-gcm", key, iv);
-  cipher.setAAD(Buffer.from(kid, "utf8"));
-  const ciphertext = Buffer.concat([cipher.update(pem, "utf8"), cipher.final()]);
-  const tag = cipher.getAuthTag();
-  return [FORMAT_VERSION, ...[iv, tag, ciphertext].map((part) => part.toString("base64url"))].join(".");
-}
-
-function decryptPrivateKey(key: Buffer, kid: string, stored: string): string {
-  const parts = stored.split(".");
-  if (parts.length !== 4 || parts[0] !== FORMAT_VERSION) {
-    throw new SigningKeyDecryptionError(`cannot decrypt signing key ${kid}: unsupported format`);
-  }
-  const [iv, tag, ciphertext] = parts.slice(1).map((p) => Buffer.from(p, "base64url")) as [Buffer, Buffer, Buffer];
-  try {
-    const decipher = createDecipheriv("aes-256-gcm", key, iv);
-    decipher.setAAD(Buffer.from(kid, "utf8"));
-    decipher.setAuthTag(tag);
-    return Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString("utf8");
-  } catch {
-    // GCM only says "unable to authenticate"; the usual cause is a changed secret
-    // (or a ciphertext moved between rows, which the kid AAD also rejects).
-    throw new SigningKeyDecryptionError(
-      `cannot decrypt signing key ${kid}: KEY_ENCRYPTION_SECRET differs from the one that encrypted it`,
-    );
+    try {
+      return this.#box.open(stored, kid);
+    } catch (error) {
+      if (error instanceof SecretBoxError) throw new SigningKeyDecryptionError(`cannot decrypt signing key ${kid}: ${error.message}`);
+      throw error;
+    }
   }
 }
 

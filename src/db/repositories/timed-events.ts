@@ -1,0 +1,74 @@
+import type { OutboundEvent } from "../../domain/outbound-events.js";
+import type { TimedEventState } from "../../domain/timed-events.js";
+import { type Queryable, statement } from "../sql.js";
+import { outboxColumns, outboxInsert } from "./outbox.js";
+
+/**
+ * Appointments with a timed event due (API.md §9), read through the partial
+ * index on next_timed_event_at and row-locked, skipping those another replica
+ * (or a join, a webhook) holds: each timed event is emitted by one replica.
+ * With each, whether its agent and its customer were issued a token for its
+ * current times (who counts as present for `appointment.no_show`).
+ */
+const CLAIM_DUE = statement(
+  "jw_claim_timed_events",
+  `SELECT a.id, a.external_id AS "externalId", a.starts_at AS "startsAt", a.agent_opens_at AS "agentOpensAt",
+          a.customer_opens_at AS "customerOpensAt", a.closes_at AS "closesAt", a.timed_events_emitted AS "timedEventsEmitted",
+          EXISTS (SELECT 1 FROM join_tokens t
+                  WHERE t.appointment_id = a.id AND t.user_id = a.agent_id AND t.issued_at >= a.agent_opens_at) AS "agentIssued",
+          EXISTS (SELECT 1 FROM join_tokens t
+                  WHERE t.appointment_id = a.id AND t.user_id = a.customer_id AND t.issued_at >= a.customer_opens_at) AS "customerIssued"
+   FROM appointments a
+   WHERE a.next_timed_event_at <= $1
+   ORDER BY a.next_timed_event_at
+   LIMIT $2
+   FOR UPDATE OF a SKIP LOCKED`,
+);
+
+/** The new timed-event state of each appointment ($1..$3) and the events emitted ($4..$8), in one statement. */
+const RECORD = statement(
+  "jw_record_timed_events",
+  `WITH updated AS (
+     UPDATE appointments a SET timed_events_emitted = string_to_array(u.emitted, ','), next_timed_event_at = u.next
+     FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u (id, emitted, next)
+     WHERE a.id = u.id),
+   events AS (${outboxInsert(4)})
+   SELECT 1`,
+);
+
+export interface DueAppointment {
+  id: string;
+  externalId: string;
+  startsAt: Date;
+  agentOpensAt: Date;
+  customerOpensAt: Date;
+  closesAt: Date;
+  timedEventsEmitted: string[];
+  agentIssued: boolean;
+  customerIssued: boolean;
+}
+
+export class TimedEventsRepository {
+  async claimDue({ tx, now, limit }: { tx: Queryable; now: Date; limit: number }): Promise<DueAppointment[]> {
+    return tx.query<DueAppointment>(CLAIM_DUE, [now, limit]);
+  }
+
+  async record({
+    tx,
+    states,
+    events,
+    now,
+  }: {
+    tx: Queryable;
+    states: readonly ({ id: string } & TimedEventState)[];
+    events: readonly OutboundEvent[];
+    now: Date;
+  }): Promise<void> {
+    await tx.query(RECORD, [
+      states.map((s) => s.id),
+      states.map((s) => s.timedEventsEmitted.join(",")),
+      states.map((s) => s.nextTimedEventAt),
+      ...outboxColumns(events, now),
+    ]);
+  }
+}
