@@ -119,11 +119,13 @@ export class EventDispatcher {
   private async claim(): Promise<void> {
     const free = this.#maxInFlight - this.#total;
     if (free <= 0 || this.#stopped) return;
-    const now = this.options.now();
     const freeSlots = new Map([...this.#inFlight].map(([id, n]) => [id, Math.max(0, this.#perSubscription - n)]));
-    const lease = new Date(now.getTime() + this.options.timeoutMs + LEASE_MARGIN_MS);
+    // A lease measures how long this replica may take over an attempt: wall-clock time, whatever clock the rules read.
+    const leaseNow = new Date();
+    const lease = new Date(leaseNow.getTime() + this.options.timeoutMs + LEASE_MARGIN_MS);
     const claimed = await this.options.deliveries.claimDue({
-      now,
+      now: this.options.now(),
+      leaseNow,
       until: lease,
       freeSlots,
       slotsPerSubscription: this.#perSubscription,
@@ -152,6 +154,7 @@ export class EventDispatcher {
   /** One attempt: signed, posted, recorded (with the subscription disabled if it has failed for too long). */
   private async attempt(delivery: ClaimedDelivery, lease: Date): Promise<void> {
     const { deliveries, retrySchedule, observe } = this.options;
+    const startedAt = this.options.now();
     const result = await this.post(delivery);
     const now = this.options.now();
     const ok = typeof result.outcome === "number" && result.outcome >= 200 && result.outcome < 300;
@@ -168,6 +171,7 @@ export class EventDispatcher {
       outcome: String(result.outcome),
       durationMs: result.durationMs,
       error: result.error,
+      startedAt,
       now,
     });
     observe?.attempt(ok ? "delivered" : typeof result.outcome === "number" ? "http_error" : result.outcome, result.durationMs);

@@ -55,7 +55,10 @@ export class OperatorActions {
       ];
       if (block) {
         entries.push({ externalId, actor, type: "appointment.blocked", outcome: "blocked", detail: { reason } });
-        await outbox.record({ tx, now, events: [{ type: "appointment.blocked", externalId, at: now, data: { appointment, reason } }] });
+        // Blocking a blocked appointment again changes nothing: no second event (its revocations have theirs).
+        if (!existing.accessBlocked) {
+          await outbox.record({ tx, now, events: [{ type: "appointment.blocked", externalId, at: now, data: { appointment, reason } }] });
+        }
       }
       await audit.record({ tx, entries, now });
       return { revoked, appointment };

@@ -48,10 +48,8 @@ export interface WebhookSenderOptions {
   timeoutMs: number;
   /** SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS: http and any address. */
   allowPrivateTargets: boolean;
-  /** The system resolver unless given (tests resolve a name to a chosen address). */
+  /** The system resolver unless given. */
   lookup?: LookupFunction;
-  /** Connections kept per host: the dispatcher's concurrency per subscription bounds it anyway. */
-  maxSocketsPerHost?: number;
 }
 
 const FORBIDDEN_ADDRESS = "EFORBIDDENADDRESS";
@@ -78,7 +76,10 @@ export function guardedLookup(resolve: LookupFunction = dnsLookup as LookupFunct
 export function createWebhookSender(options: WebhookSenderOptions): WebhookSender {
   const { timeoutMs, allowPrivateTargets } = options;
   const lookup = allowPrivateTargets ? options.lookup : guardedLookup(options.lookup);
-  const agentOptions = { keepAlive: true, maxSockets: options.maxSocketsPerHost ?? 8, ...(lookup ? { lookup } : {}) };
+  // No limit of sockets per host: several subscriptions may share one (a gateway with a path each), and a
+  // host-wide limit would queue a prompt subscription behind a hanging one. The dispatcher bounds the
+  // attempts in flight per subscription and in all, and so the connections.
+  const agentOptions = { keepAlive: true, ...(lookup ? { lookup } : {}) };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
   let loading: Promise<{ axios: AxiosStatic; client: AxiosInstance }> | undefined;

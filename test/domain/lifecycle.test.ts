@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type AppointmentEvent, DEFAULT_SETTINGS, type ScheduledEvent } from "../../src/domain/appointment-event.js";
-import { auditOf, decide, type Plan, type Stored, type StoredAppointment } from "../../src/domain/lifecycle.js";
+import { auditOf, decide, eventTypesOf, type Plan, type Stored, type StoredAppointment } from "../../src/domain/lifecycle.js";
 
 const policy = { earlyJoinMinutesAgent: 10, earlyJoinMinutesCustomer: 5, graceMinutes: 15 };
 const at = (iso: string) => new Date(iso);
@@ -168,6 +168,42 @@ describe("a cancelled event", () => {
       outcome: "already_cancelled",
       revisionToStore: 4,
     });
+  });
+});
+
+describe("the lifecycle events of each outcome (API.md §9)", () => {
+  const typesOf = (event: AppointmentEvent, stored: Stored) => eventTypesOf(decide(event, stored, policy));
+
+  it("a booking is scheduled, also of a cancelled id booked again", () => {
+    expect(typesOf(scheduled(), nothing)).toEqual(["appointment.scheduled"]);
+    expect(typesOf(scheduled({ revision: 5 }), withTombstone(4))).toEqual(["appointment.scheduled"]);
+    expect(typesOf(scheduled({ revision: 5 }), withAppointment({ status: "cancelled", revision: 4 }))).toEqual(["appointment.scheduled"]);
+  });
+
+  it("moved times are rescheduled, a new participant reassigned, both when both changed", () => {
+    const later = { startsAt: at("2026-11-23T15:00:00.000Z"), endsAt: at("2026-11-23T15:30:00.000Z") };
+    expect(typesOf(scheduled(later), withAppointment())).toEqual(["appointment.rescheduled"]);
+    expect(typesOf(scheduled({ customer: { id: "cust-2", name: "Sam" } }), withAppointment())).toEqual(["appointment.reassigned"]);
+    expect(typesOf(scheduled({ ...later, agent: { id: "agent-2", name: null } }), withAppointment())).toEqual([
+      "appointment.rescheduled",
+      "appointment.reassigned",
+    ]);
+  });
+
+  it("settings, names or the time zone alone are updated; an event that changes nothing emits nothing", () => {
+    expect(typesOf(scheduled({ settings: { ...DEFAULT_SETTINGS, maxParticipants: 3 } }), withAppointment())).toEqual([
+      "appointment.updated",
+    ]);
+    expect(typesOf(scheduled({ agent: { id: "agent", name: "Dr. Okafor" } }), withAppointment())).toEqual(["appointment.updated"]);
+    expect(typesOf(scheduled({ timeZone: "Europe/Paris" }), withAppointment())).toEqual(["appointment.updated"]);
+    expect(typesOf(scheduled(), withAppointment())).toEqual([]);
+  });
+
+  it("a cancellation is cancelled; an ignored event or a recorded cancellation of an unknown id emits nothing", () => {
+    expect(typesOf(cancelled(3), withAppointment())).toEqual(["appointment.cancelled"]);
+    expect(typesOf(cancelled(3), nothing)).toEqual([]);
+    expect(typesOf(scheduled({ revision: 2 }), withAppointment())).toEqual([]);
+    expect(typesOf(cancelled(4), withAppointment({ status: "cancelled", revision: 3 }))).toEqual([]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { createHmac } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import net from "node:net";
 import { createSigner } from "fast-jwt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +13,10 @@ describe("bad input", () => {
   let t: TestApp;
   let externalId: string;
   const operator = userJwt("ops-1", { scope: OPERATOR_SCOPES });
+  // The subscriptions routes (API.md §9) need their own scope; their ids are unknown: nothing is ever created here.
+  const manager = userJwt("ops-1", { scope: "subscriptions:manage" });
+  const callerFor = (url: string) => bearer(url.startsWith("/v1/subscriptions") ? manager : operator);
+  const subscriptionId = randomUUID();
 
   beforeAll(async () => {
     t = await startApp({ RATE_LIMIT_JOIN_PER_MINUTE: "0" });
@@ -33,6 +37,13 @@ describe("bad input", () => {
     { method: "POST" as const, url: "/v1/tokens/revoke" },
     { method: "POST" as const, url: `/v1/appointments/${externalId}/revoke` },
     { method: "POST" as const, url: `/v1/appointments/${externalId}/unblock` },
+    { method: "POST" as const, url: "/v1/subscriptions" },
+    { method: "GET" as const, url: "/v1/subscriptions" },
+    { method: "GET" as const, url: `/v1/subscriptions/${subscriptionId}` },
+    { method: "DELETE" as const, url: `/v1/subscriptions/${subscriptionId}` },
+    { method: "POST" as const, url: `/v1/subscriptions/${subscriptionId}/rotate-secret` },
+    { method: "POST" as const, url: `/v1/subscriptions/${subscriptionId}/enable` },
+    { method: "GET" as const, url: `/v1/subscriptions/${subscriptionId}/deliveries` },
   ];
 
   function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; body: string }, secret?: string) {
@@ -88,14 +99,16 @@ describe("bad input", () => {
   });
 
   it("answers malformed bodies with 400, unknown media types with 415, huge ones with 413", async () => {
-    const headers = { ...bearer(operator) };
     for (const route of routes().filter((r) => r.method === "POST")) {
+      const headers = callerFor(route.url);
       const typed = route.url.startsWith("/v1/tokens/") ? ['{"token": {"$gt": ""}}'] : [];
       for (const payload of ["{", "[1,2", "null", '"a string"', "123", "[]", ...typed]) {
         const res = await t.app.inject({ ...route, headers: { ...headers, "content-type": "application/json" }, payload });
-        expectProblem(res);
+        const body = expectProblem(res);
+        if (route.url.startsWith("/v1/subscriptions")) expect(body.code, `${route.url} ${payload}`).toBe("invalid_request");
       }
-      expectProblem(await t.app.inject({ ...route, headers: { ...headers, "content-type": "text/plain" }, payload: "hi" }));
+      const text = expectProblem(await t.app.inject({ ...route, headers: { ...headers, "content-type": "text/plain" }, payload: "hi" }));
+      if (route.url.startsWith("/v1/subscriptions")) expect(text.code, route.url).toBe("unsupported_media_type");
       const huge = await t.app.inject({
         ...route,
         headers: { ...headers, "content-type": "application/json" },
@@ -113,9 +126,18 @@ describe("bad input", () => {
       ["/v1/tokens/revoke", { tokenId: 7 }, "/tokenId"],
       [`/v1/appointments/${externalId}/revoke`, { block: "true" }, "/block"],
       [`/v1/appointments/${externalId}/revoke`, { reason: "r".repeat(501) }, "/reason"],
+      ["/v1/subscriptions", { url: 5 }, "/url"],
+      ["/v1/subscriptions", { url: "https://example.invalid/hook", events: "all" }, "/events"],
+      ["/v1/subscriptions", { url: "https://example.invalid/hook", events: [1] }, "/events/0"],
+      ["/v1/subscriptions", { url: "https://example.invalid/hook", events: ["token.revoked", "token.revoked"] }, "/events"],
+      ["/v1/subscriptions", { url: "https://example.invalid/hook", description: 7 }, "/description"],
+      ["/v1/subscriptions", { url: "https://example.invalid/hook", description: "d".repeat(501) }, "/description"],
+      ["/v1/subscriptions", { url: `https://example.invalid/${"u".repeat(2048)}` }, "/url"],
+      ["/v1/subscriptions", { url: "" }, "/url"],
+      ["/v1/subscriptions", { events: ["token.revoked"] }, "/url"],
     ];
     for (const [url, payload, path] of cases) {
-      const res = await t.app.inject({ method: "POST", url, headers: bearer(operator), payload });
+      const res = await t.app.inject({ method: "POST", url, headers: callerFor(url), payload });
       const body = expectProblem(res);
       expect(res.statusCode).toBe(400);
       expect(body.errors.map((e: { path: string }) => e.path)).toContain(path);
@@ -132,6 +154,54 @@ describe("bad input", () => {
     ]) {
       expectProblem(await t.app.inject({ method: "GET", url, headers: bearer(operator) }));
     }
+  });
+
+  it("answers odd subscription ids with 4xx, unknown ones with 404 not_found, on every subscriptions route with an id", async () => {
+    const idRoutes = (id: string) => [
+      { method: "GET" as const, url: `/v1/subscriptions/${id}` },
+      { method: "DELETE" as const, url: `/v1/subscriptions/${id}` },
+      { method: "POST" as const, url: `/v1/subscriptions/${id}/rotate-secret` },
+      { method: "POST" as const, url: `/v1/subscriptions/${id}/enable` },
+      { method: "GET" as const, url: `/v1/subscriptions/${id}/deliveries` },
+    ];
+    for (const id of [randomUUID(), randomUUID().toUpperCase(), "not-a-uuid", "0", "%00", "%20", encodeURIComponent("' OR 1=1 --")]) {
+      for (const route of idRoutes(id)) {
+        const body = expectProblem(await t.app.inject({ ...route, headers: callerFor(route.url) }));
+        expect(body.code, `${route.method} ${route.url}`).toBe("not_found");
+      }
+    }
+    for (const id of ["a".repeat(300), "%E0%A4%A"]) {
+      for (const route of idRoutes(id)) {
+        expectProblem(await t.app.inject({ ...route, headers: callerFor(route.url) }));
+      }
+    }
+  });
+
+  it("answers junk query strings on the deliveries log with 400 invalid_request", async () => {
+    const url = `/v1/subscriptions/${subscriptionId}/deliveries`;
+    for (const query of [
+      "limit=0",
+      "limit=201",
+      "limit=-5",
+      "limit=abc",
+      "limit=1.5",
+      "limit=1e2",
+      "limit=99999",
+      "limit=",
+      "limit=1&limit=2",
+      "after=abc",
+      "after=-1",
+      "after=",
+      "after=1.5",
+      "after=99999999999999999999999",
+      "after=1&after=2",
+      "after=%00",
+    ]) {
+      const body = expectProblem(await t.app.inject({ method: "GET", url: `${url}?${query}`, headers: callerFor(url) }));
+      expect(body.code, query).toBe("invalid_request");
+    }
+    const unknown = expectProblem(await t.app.inject({ method: "GET", url: `${url}?limit=5&after=10`, headers: callerFor(url) }));
+    expect(unknown.code).toBe("not_found");
   });
 
   it("answers a webhook with junk headers and bodies with 4xx", async () => {

@@ -8,10 +8,11 @@ import { type Queryable, statement } from "../sql.js";
  */
 
 /**
- * Up to $6 due deliveries, at most as many per subscription as it has free
- * slots on this replica ($3 ids with $4 slots; $5 for any other), oldest due
- * first, leased until $2. With each, what its attempt needs: the event, the
- * subscription's URL and secrets, and since when it has been failing.
+ * Up to $6 due deliveries (due by $1), not leased at $7, at most as many per
+ * subscription as it has free slots on this replica ($3 ids with $4 slots;
+ * $5 for any other), oldest due first, leased until $2. With each, what its
+ * attempt needs: the event, the subscription's URL and secrets, and since when
+ * it has been failing.
  */
 const CLAIM_DUE = statement(
   "jw_claim_subscription_deliveries",
@@ -21,7 +22,7 @@ const CLAIM_DUE = statement(
      CROSS JOIN LATERAL (
        SELECT id, next_attempt_at FROM subscription_deliveries
        WHERE subscription_id = s.id AND status = 'pending' AND next_attempt_at <= $1
-         AND (claimed_until IS NULL OR claimed_until <= $1)
+         AND (claimed_until IS NULL OR claimed_until <= $7)
        ORDER BY next_attempt_at
        LIMIT coalesce((SELECT slots FROM free WHERE free.subscription_id = s.id), $5)
        FOR UPDATE SKIP LOCKED) d
@@ -42,7 +43,8 @@ const CLAIM_DUE = statement(
  * holds its lease $2), the attempt in the log (whoever holds the lease: it was
  * made), and the subscription's health (failing since the first failure after
  * a success). $1 delivery, $3 status, $4 attempt number, $5 next attempt,
- * $6 outcome, $7 now, $8 duration, $9 error, $10 success, $11 subscription.
+ * $6 outcome, $7 now (the attempt's end), $8 duration, $9 error, $10 success,
+ * $11 subscription, $12 when the attempt started.
  */
 const FINISH_ATTEMPT = statement(
   "jw_finish_subscription_attempt",
@@ -54,7 +56,7 @@ const FINISH_ATTEMPT = statement(
    logged AS (
      INSERT INTO subscription_attempts (subscription_id, delivery_id, event_id, type, attempt, at, outcome, duration_ms,
        next_attempt_at, error)
-     SELECT subscription_id, id, event_id, type, $4, $7, $6, $8, $5, $9 FROM subscription_deliveries WHERE id = $1),
+     SELECT subscription_id, id, event_id, type, $4, $12, $6, $8, $5, $9 FROM subscription_deliveries WHERE id = $1),
    health AS (
      UPDATE subscriptions SET failing_since = CASE WHEN $10 THEN NULL ELSE $7::timestamptz END
      WHERE id = $11 AND CASE WHEN $10 THEN failing_since IS NOT NULL ELSE failing_since IS NULL END)
@@ -121,6 +123,8 @@ export interface AttemptOutcome {
   outcome: string;
   durationMs: number;
   error: string | null;
+  /** When the attempt was made (the log's `at`). */
+  startedAt: Date;
   now: Date;
 }
 
@@ -129,12 +133,16 @@ export class SubscriptionDeliveriesRepository {
 
   async claimDue({
     now,
+    leaseNow,
     until,
     freeSlots,
     slotsPerSubscription,
     limit,
   }: {
+    /** What is due is the rules' time (the schedule's waits). */
     now: Date;
+    /** Leases are wall-clock time: they measure how long a replica may take. */
+    leaseNow: Date;
     until: Date;
     /** Subscriptions with deliveries in flight here, and how many more each may have. */
     freeSlots: ReadonlyMap<string, number>;
@@ -148,6 +156,7 @@ export class SubscriptionDeliveriesRepository {
       [...freeSlots.values()],
       slotsPerSubscription,
       limit,
+      leaseNow,
     ]);
   }
 
@@ -165,6 +174,7 @@ export class SubscriptionDeliveriesRepository {
       attempt.error,
       attempt.status === "delivered",
       attempt.subscriptionId,
+      attempt.startedAt,
     ]);
     return (row?.updated ?? 0) > 0;
   }

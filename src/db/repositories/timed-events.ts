@@ -3,21 +3,28 @@ import type { TimedEventState } from "../../domain/timed-events.js";
 import { type Queryable, statement } from "../sql.js";
 import { outboxColumns, outboxInsert } from "./outbox.js";
 
+/** A token taken back because the appointment moved or was cancelled does not say its holder came. */
+const STILL_COUNTS = `(t.revocation_reason IS NULL OR t.revocation_reason NOT IN ('rescheduled', 'cancelled'))`;
+
 /**
  * Appointments with a timed event due (API.md §9), read through the partial
  * index on next_timed_event_at and row-locked, skipping those another replica
  * (or a join, a webhook) holds: each timed event is emitted by one replica.
  * With each, whether its agent and its customer were issued a token for its
- * current times (who counts as present for `appointment.no_show`).
+ * current times (who counts as present for `appointment.no_show`): one made
+ * for the window as it is now (its notBefore and expiry), not taken back by a
+ * reschedule or a cancellation.
  */
 const CLAIM_DUE = statement(
   "jw_claim_timed_events",
   `SELECT a.id, a.external_id AS "externalId", a.starts_at AS "startsAt", a.agent_opens_at AS "agentOpensAt",
           a.customer_opens_at AS "customerOpensAt", a.closes_at AS "closesAt", a.timed_events_emitted AS "timedEventsEmitted",
           EXISTS (SELECT 1 FROM join_tokens t
-                  WHERE t.appointment_id = a.id AND t.user_id = a.agent_id AND t.issued_at >= a.agent_opens_at) AS "agentIssued",
+                  WHERE t.appointment_id = a.id AND t.user_id = a.agent_id AND t.not_before = a.agent_opens_at
+                    AND t.expires_at = a.closes_at AND ${STILL_COUNTS}) AS "agentIssued",
           EXISTS (SELECT 1 FROM join_tokens t
-                  WHERE t.appointment_id = a.id AND t.user_id = a.customer_id AND t.issued_at >= a.customer_opens_at) AS "customerIssued"
+                  WHERE t.appointment_id = a.id AND t.user_id = a.customer_id AND t.not_before = a.customer_opens_at
+                    AND t.expires_at = a.closes_at AND ${STILL_COUNTS}) AS "customerIssued"
    FROM appointments a
    WHERE a.next_timed_event_at <= $1
    ORDER BY a.next_timed_event_at
