@@ -3,6 +3,7 @@
 // Progress goes to stderr; stdout holds the table and, on its last line, the
 // JSON result (also written to bench/results/latest.json).
 import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -17,7 +18,7 @@ const SCENARIOS = ["introspect", "join", "webhook"];
 const GROWTH_SCENARIOS = ["introspect", "join"];
 
 function parseArgs(argv) {
-  const options = { quick: false, growth: undefined, rounds: undefined, legSeconds: undefined, only: SCENARIOS, appointments: 10_000 };
+  const options = { quick: false, growth: undefined, rounds: undefined, legSeconds: undefined, only: SCENARIOS, appointments: 10_000, subscribe: false };
   for (const arg of argv) {
     const [key, value] = arg.split("=");
     if (key === "--quick") options.quick = true;
@@ -28,9 +29,10 @@ function parseArgs(argv) {
     else if (key === "--only") options.only = value.split(",");
     else if (key === "--appointments") options.appointments = Number(value);
     else if (key === "--growth-sizes") options.growthSizes = value.split(",").map(Number);
+    else if (key === "--subscribe") options.subscribe = true;
     else {
       console.error(
-        `unknown option ${arg}\nusage: npm run bench -- [--quick] [--no-growth|--growth] [--rounds=N] [--duration=S] [--only=introspect,join,webhook] [--appointments=N] [--growth-sizes=10000,100000,1000000]`,
+        `unknown option ${arg}\nusage: npm run bench -- [--quick] [--no-growth|--growth] [--rounds=N] [--duration=S] [--only=introspect,join,webhook] [--appointments=N] [--growth-sizes=10000,100000,1000000] [--subscribe]`,
       );
       process.exit(2);
     }
@@ -173,8 +175,14 @@ async function mainPhase(details) {
   const db = await createDatabase();
   log(`database ${db.name}`);
   const secrets = makeSecrets();
-  const service = await startService({ databaseUrl: db.url, secrets, logFile: path.join(workDir, "service.log") });
+  const service = await startService({
+    databaseUrl: db.url,
+    secrets,
+    logFile: path.join(workDir, "service.log"),
+    ...(options.subscribe ? { env: { SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS: "true" } } : {}),
+  });
   log(`service up at ${service.url} (pid ${service.pid}, boot incl. migrations ${service.bootMs} ms)`);
+  const subscriber = options.subscribe ? await subscribe(service.url, secrets) : undefined;
   const now = Date.now();
   const dataset = new Dataset({ startsAt: new Date(now), endsAt: new Date(now + 2 * 3600_000) });
   const loadS = await dataset.growTo(db.url, options.appointments);
@@ -196,7 +204,12 @@ async function mainPhase(details) {
   try {
     for (const scenario of options.only) results[scenario] = await compare(scenario, service, baseline, context);
     details.counts = await tableCounts(db.url);
+    if (subscriber) {
+      details.subscriber = { received: subscriber.received(), pendingAtEnd: await pendingDeliveries(db.url) };
+      log(`the subscriber received ${details.subscriber.received} deliveries; ${details.subscriber.pendingAtEnd} were still pending at the end`);
+    }
   } finally {
+    await subscriber?.close();
     await baseline.stop();
     const code = await service.stop();
     const tail = service.drainLog();
@@ -209,6 +222,48 @@ async function mainPhase(details) {
   details.baselineRssMaxMb = round(baseline.rss.maxMb, 1);
   details.serviceBootMs = service.bootMs;
   return { results, rssMaxMb: service.rss.maxMb };
+}
+
+/**
+ * --subscribe: one subscription to every event type, to a receiver on loopback (in this process) that
+ * answers 204 at once, so the legs pay for writing, fanning out and delivering every event as a deployment
+ * with one subscriber does. Without it nobody subscribes, and the service writes no event at all.
+ */
+async function subscribe(serviceUrl, secrets) {
+  let received = 0;
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on("end", () => {
+      received += 1;
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const manager = new Jwts(secrets.authJwtSecret).sign({ sub: "bench-ops", scope: "subscriptions:manage" });
+  const answer = await fetch(`${serviceUrl}/v1/subscriptions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${manager}`, "content-type": "application/json" },
+    body: JSON.stringify({ url: `http://127.0.0.1:${server.address().port}/events` }),
+  });
+  if (answer.status !== 201) throw new Error(`creating the subscription answered ${answer.status}: ${await answer.text()}`);
+  log(`subscribed a receiver on loopback to every event`);
+  return {
+    received: () => received,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+async function pendingDeliveries(databaseUrl) {
+  const client = new pg.Client(databaseUrl);
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `SELECT (SELECT count(*) FROM subscription_deliveries WHERE status = 'pending') + (SELECT count(*) FROM outbox_events) AS n`,
+    );
+    return Number(rows[0].n);
+  } finally {
+    await client.end();
+  }
 }
 
 async function growthPhase() {

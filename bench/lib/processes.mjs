@@ -134,7 +134,7 @@ function withApplicationName(databaseUrl, name) {
  * metrics; only the two rate limits are off (a load test from one address
  * and a few thousand users would otherwise measure the limiter's 429s).
  */
-export function startService({ databaseUrl, secrets, logFile, nodeArgs = [] }) {
+export function startService({ databaseUrl, secrets, logFile, nodeArgs = [], env = {} }) {
   return startProcess({
     name: "service",
     args: [...nodeArgs, serverEntry],
@@ -149,6 +149,7 @@ export function startService({ databaseUrl, secrets, logFile, nodeArgs = [] }) {
       KEY_ENCRYPTION_SECRET: secrets.keyEncryptionSecret,
       RATE_LIMIT_PER_MINUTE: "0",
       RATE_LIMIT_JOIN_PER_MINUTE: "0",
+      ...env,
     },
   });
 }

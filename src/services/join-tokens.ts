@@ -160,6 +160,7 @@ export class JoinTokenService {
         expiresAt: appointment.closesAt,
         now,
         actor: `user:${request.userId}`,
+        withEvents: locked?.subscribed === true,
       });
 
       return {

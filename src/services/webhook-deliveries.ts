@@ -75,7 +75,8 @@ export class WebhookDeliveryService {
         externalId,
         answer: { responseStatus: answer.status, responseBody: answer.body },
         audit: result.audit,
-        events: result.events,
+        // Nobody could receive them: no subscription is active.
+        events: stored.subscribed ? result.events : [],
         ...(result.newAppointment ? { newAppointment: result.newAppointment } : {}),
         now,
       });

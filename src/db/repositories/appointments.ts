@@ -9,6 +9,7 @@ import {
   schedulePlaceholders,
   scheduleValues,
 } from "./appointment-rows.js";
+import { SUBSCRIBED } from "./outbox.js";
 
 const APPOINTMENT_BY_EXTERNAL_ID = statement(
   "jw_appointment_by_external_id",
@@ -29,10 +30,11 @@ const APPOINTMENT_FOR_UPDATE = statement(
  * uncorrelated subquery, which Postgres runs once, as a gate, before the scan
  * whose rows LockRows then locks, so the order cannot invert. The live tokens
  * are read by the next statement, whose snapshot is taken with both locks held.
+ * With the row, whether any subscription is active (see outbox.ts, SUBSCRIBED).
  */
 const LOCK_USER_AND_APPOINTMENT = statement(
   "jw_lock_user_and_appointment",
-  `SELECT ${APPOINTMENT_COLUMNS} FROM appointments
+  `SELECT ${APPOINTMENT_COLUMNS}, ${SUBSCRIBED} FROM appointments
    WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))::text) IS NOT NULL AND external_id = $2
    FOR UPDATE`,
 );
@@ -111,7 +113,7 @@ export class AppointmentsRepository {
 
   /** The user's advisory lock, then the appointment's row lock (see LOCK_USER_AND_APPOINTMENT). */
   async lockForJoin({ tx, userId, externalId }: { tx: Queryable; userId: string; externalId: string }) {
-    const [row] = await tx.query<AppointmentRow>(LOCK_USER_AND_APPOINTMENT, [`user:${userId}`, externalId]);
+    const [row] = await tx.query<AppointmentRow & { subscribed: boolean }>(LOCK_USER_AND_APPOINTMENT, [`user:${userId}`, externalId]);
     return row;
   }
 

@@ -14,10 +14,10 @@ const INSERT_ONE_AUDIT = statement(
   `INSERT INTO audit_events (external_id, at, type, actor, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)`,
 );
 
-/** Audit entries as the six column arrays that INSERT … SELECT FROM unnest(…) takes. */
+/** Audit entries as the six column arrays that INSERT … SELECT FROM unnest(…) takes (instants as ISO text, see outboxColumns). */
 export const auditColumns = (entries: readonly AuditEntry[], now: Date): unknown[] => [
   entries.map((e) => e.externalId),
-  entries.map((e) => e.at ?? now),
+  entries.map((e) => (e.at ?? now).toISOString()),
   entries.map((e) => e.type),
   entries.map((e) => e.actor),
   entries.map((e) => e.outcome),

@@ -2,6 +2,7 @@ import type { LiveToken } from "../../domain/join-rules.js";
 import type { ParticipantRole } from "../../domain/join-window.js";
 import type { PrismaClient } from "../database.js";
 import { type Queryable, statement } from "../sql.js";
+import { wanted } from "./outbox.js";
 
 /** Live tokens of the caller anywhere, and of anyone in this appointment: the §3 collision and cap checks in one read. */
 const LIVE_TOKENS_AROUND = statement(
@@ -22,11 +23,28 @@ const LIVE_TOKENS_AROUND = statement(
  *
  * $1 user, $2 appointment id, $3 now, $4 token id, $5 role, $6 token hash,
  * $7 provider, $8 session id, $9 not before, $10 expires at, $11 actor,
- * $12 externalId, $13 detail of `token.issued`, $14 data of its event.
+ * $12 externalId, $13 detail of `token.issued`, $14 data of its event (used
+ * only with events).
  */
-const ISSUE_TOKEN = statement(
-  "jw_issue_token",
-  `WITH revoked AS (
+/**
+ * The lifecycle events of a join (§9): a `token.revoked` per token revoked,
+ * then the `token.issued`, for the types some active subscription wants. Only
+ * in the variant of ISSUE_TOKEN for a database with active subscriptions.
+ */
+const JOIN_EVENTS = `events AS (
+     INSERT INTO outbox_events (type, external_id, at, data, created_at)
+     SELECT * FROM (
+       SELECT 'token.revoked' AS type, a.external_id, $3::timestamptz,
+              jsonb_build_object('tokenId', r.id, 'userId', $1::text, 'role', r.role, 'reason', r.revocation_reason), $3::timestamptz
+       FROM revoked r JOIN appointments a ON a.id = r.appointment_id
+       UNION ALL
+       SELECT 'token.issued', $12::text, $3::timestamptz, $14::jsonb, $3::timestamptz) AS e
+     WHERE ${wanted("e.type")}),`;
+
+const issueToken = (withEvents: boolean) =>
+  statement(
+    withEvents ? "jw_issue_token_with_events" : "jw_issue_token",
+    `WITH revoked AS (
      UPDATE join_tokens
      SET revoked_at = $3,
          revocation_reason = (CASE WHEN appointment_id = $2 THEN 'replaced' ELSE 'superseded' END)::"RevocationReason"
@@ -36,16 +54,10 @@ const ISSUE_TOKEN = statement(
      SELECT a.external_id, r.appointment_id = $2 AS here, count(*)::int AS n
      FROM revoked r JOIN appointments a ON a.id = r.appointment_id
      GROUP BY a.external_id, r.appointment_id),
+   ${withEvents ? JOIN_EVENTS : ""}
    issued AS (
      INSERT INTO join_tokens (id, appointment_id, user_id, role, token_hash, provider, session_id, issued_at, not_before, expires_at)
-     VALUES ($4, $2, $1, $5::"ParticipantRole", $6, $7, $8, $3, $9, $10)),
-   events AS (
-     INSERT INTO outbox_events (type, external_id, at, data, created_at)
-     SELECT 'token.revoked', a.external_id, $3::timestamptz,
-            jsonb_build_object('tokenId', r.id, 'userId', $1::text, 'role', r.role, 'reason', r.revocation_reason), $3::timestamptz
-     FROM revoked r JOIN appointments a ON a.id = r.appointment_id
-     UNION ALL
-     SELECT 'token.issued', $12::text, $3::timestamptz, $14::jsonb, $3::timestamptz)
+     VALUES ($4, $2, $1, $5::"ParticipantRole", $6, $7, $8, $3, $9, $10))
    INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
    SELECT * FROM (
      SELECT external_id, $3::timestamptz, 'token.revoked', $11::text, 'revoked',
@@ -55,7 +67,10 @@ const ISSUE_TOKEN = statement(
    UNION ALL
    SELECT $12::text, $3::timestamptz, 'token.issued', $11::text,
           CASE WHEN EXISTS (SELECT 1 FROM lost WHERE here) THEN 'replaced_previous' ELSE 'issued' END, $13::jsonb`,
-);
+  );
+
+const ISSUE_TOKEN = issueToken(false);
+const ISSUE_TOKEN_WITH_EVENTS = issueToken(true);
 
 export interface StoredToken {
   id: string;
@@ -91,7 +106,7 @@ const REVOKE_APPOINTMENT_TOKENS = statement(
    events AS (
      INSERT INTO outbox_events (type, external_id, at, data, created_at)
      SELECT 'token.revoked', $5, $2, jsonb_build_object('tokenId', id, 'userId', user_id, 'role', role, 'reason', $3::text), $2
-     FROM revoked)
+     FROM revoked WHERE ${wanted("'token.revoked'")})
    SELECT id FROM revoked`,
 );
 
@@ -112,7 +127,7 @@ const REVOKE_ONE_BY_OPERATOR = statement(
      INSERT INTO outbox_events (type, external_id, at, data, created_at)
      SELECT 'token.revoked', external_id, $2,
             jsonb_build_object('tokenId', id, 'userId', user_id, 'role', role, 'reason', 'operator'), $2
-     FROM token WHERE EXISTS (SELECT 1 FROM revoked)),
+     FROM token WHERE EXISTS (SELECT 1 FROM revoked) AND ${wanted("'token.revoked'")}),
    audit AS (
      INSERT INTO audit_events (external_id, at, type, actor, outcome, detail)
      SELECT external_id, $2, 'token.revoked', $3, CASE WHEN EXISTS (SELECT 1 FROM revoked) THEN 'revoked' ELSE 'was_not_live' END,
@@ -139,6 +154,8 @@ export interface NewToken {
   now: Date;
   /** Who the audit entries name. */
   actor: string;
+  /** Whether any subscription is active (then the lifecycle events are written too). */
+  withEvents: boolean;
 }
 
 /** Join tokens, stored only as hashes. */
@@ -150,12 +167,12 @@ export class JoinTokensRepository {
     return (tx ?? this.db.sql).query<LiveToken>(LIVE_TOKENS_AROUND, [userId, appointmentId, now]);
   }
 
-  /** Stores the token, revoking the user's other live ones, and audits both (ISSUE_TOKEN). */
+  /** Stores the token, revoking the user's other live ones, and audits both, with their events if anyone subscribes (issueToken). */
   async issue(token: NewToken): Promise<void> {
+    const { tokenId, userId, role } = token;
     const expiresAt = token.expiresAt.toISOString();
-    const detail = { tokenId: token.tokenId, userId: token.userId, role: token.role, expiresAt };
-    const event = { tokenId: token.tokenId, userId: token.userId, role: token.role, notBefore: token.notBefore.toISOString(), expiresAt };
-    await token.tx.query(ISSUE_TOKEN, [
+    const detail = { tokenId, userId, role, expiresAt };
+    await token.tx.query(token.withEvents ? ISSUE_TOKEN_WITH_EVENTS : ISSUE_TOKEN, [
       token.userId,
       token.appointmentId,
       token.now,
@@ -169,7 +186,7 @@ export class JoinTokensRepository {
       token.actor,
       token.externalId,
       JSON.stringify(detail),
-      JSON.stringify(event),
+      ...(token.withEvents ? [JSON.stringify({ tokenId, userId, role, notBefore: token.notBefore.toISOString(), expiresAt })] : []),
     ]);
   }
 

@@ -74,7 +74,7 @@ export class TimedEventsRepository {
     await tx.query(RECORD, [
       states.map((s) => s.id),
       states.map((s) => s.timedEventsEmitted.join(",")),
-      states.map((s) => s.nextTimedEventAt),
+      states.map((s) => s.nextTimedEventAt?.toISOString() ?? null),
       ...outboxColumns(events, now),
     ]);
   }
