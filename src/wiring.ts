@@ -37,9 +37,15 @@ const JOIN_BUDGET_MS = 12_000;
 const SESSION_LEASE_MS = 20_000;
 /** How long one background pass may spend on a provider. */
 export const RECONCILE_BUDGET_MS = 10_000;
-/** API.md §9: timed events within 5 s of their instant; deliveries are claimed at once when slots free up, and at least this often. */
+/**
+ * API.md §9: timed events within 5 s of their instant. Deliveries are claimed
+ * at once when an attempt frees a slot, and at least this often (so an event
+ * reaches its subscribers about a second after its change at most). Each idle
+ * pass costs one or two small statements (noticeable only on the embedded
+ * database, ~1 % of a CPU).
+ */
 export const TIMED_EVENTS_INTERVAL_MS = 1_000;
-export const DISPATCH_INTERVAL_MS = 500;
+export const DISPATCH_INTERVAL_MS = 1_000;
 
 /** The repositories on the database, and the services on them: who uses what is visible here. */
 export function createServices({
@@ -114,7 +120,7 @@ export function createServices({
       now,
       ...(resolve ? { resolve } : {}),
     }),
-    timedEvents: new TimedEventService({ sql, timers: new TimedEventsRepository(), policy: config, now }),
+    timedEvents: new TimedEventService({ sql, timers: new TimedEventsRepository({ sql }), policy: config, now }),
     timedEventsOutage: new DatabaseOutageLog(log.child({ worker: "timed events" })),
     dispatcher: new EventDispatcher({
       outbox,

@@ -7,7 +7,7 @@ import { type BackgroundLoopHandlers, runEvery } from "./background-loop.js";
 
 export interface TimedEventServiceOptions {
   sql: Pick<Sql, "transaction">;
-  timers: Pick<TimedEventsRepository, "claimDue" | "record">;
+  timers: Pick<TimedEventsRepository, "nextDue" | "claimDue" | "record">;
   policy: TimedEventPolicy;
   now: () => Date;
 }
@@ -49,8 +49,14 @@ export class TimedEventService {
     });
   }
 
-  /** Everything due now, batch after batch. */
+  /**
+   * Everything due now, batch after batch. One read of the index's first
+   * entry says whether anything is due, so an idle pass is one statement,
+   * not a transaction.
+   */
   async emitAllDue(): Promise<number> {
+    const nextDue = await this.options.timers.nextDue();
+    if (nextDue === null || nextDue.getTime() > this.options.now().getTime()) return 0;
     let events = 0;
     for (;;) {
       const batch = await this.emitDue();

@@ -15,8 +15,8 @@ import { parseDelivery, type Receiver, startReceiver } from "../helpers/receiver
 const DAY = 24 * 3600_000;
 // Long enough for the test whose clock moves 5 days ahead.
 const manager = bearer(userJwt("ops-subscriptions", { scope: "subscriptions:manage", expiresInSeconds: 7 * 24 * 3600 }));
-/** Longer than a retry wait plus a dispatch pass (500 ms): a request that was still coming would have come. */
-const QUIET_MS = 1_200;
+/** Longer than a retry wait plus a dispatch pass (every second): a request that was still coming would have come. */
+const QUIET_MS = 1_800;
 const WEBHOOK_ID = /^evt_[0-9a-f]{32}$/;
 
 interface Attempt {

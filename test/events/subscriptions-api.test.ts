@@ -375,8 +375,8 @@ describe("subscriptions API, with private targets allowed (SUBSCRIPTIONS_ALLOW_P
     );
     expect(left.rows[0]).toEqual({ deliveries: 0, attempts: 0 });
 
-    // Bounded: the retry was due RETRY_SECONDS after the failure; the dispatcher looks every 500 ms.
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, failedAt + RETRY_SECONDS * 1000 + 1500 - Date.now())));
+    // Bounded: the retry was due RETRY_SECONDS after the failure; the dispatcher looks every second.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, failedAt + RETRY_SECONDS * 1000 + 2000 - Date.now())));
     expect(r.requests).toHaveLength(1);
   });
 

@@ -15,7 +15,7 @@ const HOUR = 60 * MINUTE;
 /** The contract's bound (within 5 s of the instant), plus the dispatcher's own half second and a loaded machine. */
 const EMIT_WITHIN_MS = 6000;
 /** How long a check for "nothing (more) was emitted" watches: two worker passes and a dispatch. */
-const QUIET_MS = 2200;
+const QUIET_MS = 2700;
 
 const TIMED_TYPES = ["join_window.opened", "join_window.closed", "appointment.no_show"];
 

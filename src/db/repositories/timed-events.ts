@@ -43,6 +43,12 @@ const RECORD = statement(
    SELECT 1`,
 );
 
+/** The earliest instant any appointment has a timed event due, from the same index (its first entry); null when none has. */
+const NEXT_DUE = statement(
+  "jw_next_timed_event",
+  `SELECT min(next_timed_event_at) AS "nextDue" FROM appointments WHERE next_timed_event_at IS NOT NULL`,
+);
+
 export interface DueAppointment {
   id: string;
   externalId: string;
@@ -56,6 +62,13 @@ export interface DueAppointment {
 }
 
 export class TimedEventsRepository {
+  constructor(private readonly db: { sql: Queryable }) {}
+
+  async nextDue(): Promise<Date | null> {
+    const [row] = await this.db.sql.query<{ nextDue: Date | null }>(NEXT_DUE, []);
+    return row?.nextDue ?? null;
+  }
+
   async claimDue({ tx, now, limit }: { tx: Queryable; now: Date; limit: number }): Promise<DueAppointment[]> {
     return tx.query<DueAppointment>(CLAIM_DUE, [now, limit]);
   }
