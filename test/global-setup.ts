@@ -1,8 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
-import { openDatabase } from "../src/db/database.js";
-import { assertPostgresReachable, createDatabase, dropDatabase } from "./helpers/postgres.js";
+import { assertPostgresReachable, createMigratedDatabase, dropDatabase } from "./helpers/postgres.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -29,19 +28,7 @@ export default async function setup(project: TestProject) {
     stdio: "inherit",
   });
 
-  const { name, url } = await createDatabase();
-  const db = await openDatabase({
-    databaseUrl: url,
-    databasePoolSize: 2,
-    databaseAcquireTimeoutMs: 5000,
-    databaseQueryTimeoutMs: 60000,
-    dataDir: "",
-  });
-  try {
-    await db.migrate();
-  } finally {
-    await db.close();
-  }
+  const { name, url } = await createMigratedDatabase();
   project.provide("databaseUrl", url);
 
   return async () => {

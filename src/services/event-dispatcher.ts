@@ -27,14 +27,14 @@ export interface EventDispatcherOptions {
   timeoutMs: number;
   now: () => Date;
   observe?: DispatcherObserver;
-  /** Attempts in flight on this replica, in all and per subscription. */
-  maxInFlight?: number;
-  maxInFlightPerSubscription?: number;
 }
 
 /** API.md §9: a subscription all of whose deliveries have failed for this long is disabled. */
 export const DISABLE_AFTER_MS = 5 * 24 * 3600_000;
 const FAN_OUT_BATCH = 500;
+/** Attempts in flight on one replica, in all and per subscription: a dead receiver holds 8 connections at most. */
+const MAX_IN_FLIGHT = 64;
+const MAX_IN_FLIGHT_PER_SUBSCRIPTION = 8;
 /** Time after an attempt's deadline to record its outcome, before its lease runs out. */
 const LEASE_MARGIN_MS = 2_000;
 
@@ -50,23 +50,15 @@ const LEASE_MARGIN_MS = 2_000;
  * schedule, or failed after the last retry.
  */
 export class EventDispatcher {
+  /** Attempts in flight per subscription. */
   readonly #inFlight = new Map<string, number>();
   readonly #sends = new Set<Promise<void>>();
-  #total = 0;
   #claiming: Promise<void> | undefined;
   #claimAgain = false;
   #stopped = false;
   #handlers: BackgroundLoopHandlers = {};
 
   constructor(private readonly options: EventDispatcherOptions) {}
-
-  get #maxInFlight() {
-    return this.options.maxInFlight ?? 64;
-  }
-
-  get #perSubscription() {
-    return this.options.maxInFlightPerSubscription ?? 8;
-  }
 
   /** One pass: every new event fanned out, then due deliveries claimed and started. */
   async dispatchOnce(): Promise<void> {
@@ -117,9 +109,9 @@ export class EventDispatcher {
   }
 
   private async claim(): Promise<void> {
-    const free = this.#maxInFlight - this.#total;
+    const free = MAX_IN_FLIGHT - this.#sends.size;
     if (free <= 0 || this.#stopped) return;
-    const freeSlots = new Map([...this.#inFlight].map(([id, n]) => [id, Math.max(0, this.#perSubscription - n)]));
+    const freeSlots = new Map([...this.#inFlight].map(([id, n]) => [id, Math.max(0, MAX_IN_FLIGHT_PER_SUBSCRIPTION - n)]));
     // A lease measures how long this replica may take over an attempt: wall-clock time, whatever clock the rules read.
     const leaseNow = new Date();
     const lease = new Date(leaseNow.getTime() + this.options.timeoutMs + LEASE_MARGIN_MS);
@@ -128,7 +120,7 @@ export class EventDispatcher {
       leaseNow,
       until: lease,
       freeSlots,
-      slotsPerSubscription: this.#perSubscription,
+      slotsPerSubscription: MAX_IN_FLIGHT_PER_SUBSCRIPTION,
       limit: free,
     });
     for (const delivery of claimed) this.track(delivery, lease);
@@ -137,14 +129,12 @@ export class EventDispatcher {
   private track(delivery: ClaimedDelivery, lease: Date) {
     const { subscriptionId } = delivery;
     this.#inFlight.set(subscriptionId, (this.#inFlight.get(subscriptionId) ?? 0) + 1);
-    this.#total += 1;
     const send: Promise<void> = this.attempt(delivery, lease)
       .catch((error: unknown) => this.report(error))
       .finally(() => {
         const left = (this.#inFlight.get(subscriptionId) ?? 1) - 1;
         if (left > 0) this.#inFlight.set(subscriptionId, left);
         else this.#inFlight.delete(subscriptionId);
-        this.#total -= 1;
         this.#sends.delete(send);
         if (!this.#stopped) this.claimAndSend().catch((error: unknown) => this.report(error));
       });

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { openDatabase } from "../../src/db/database.js";
 
 /** ENVIRONMENT.md: the default admin connection of these machines, overridable for other setups. */
 export const DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres";
@@ -47,16 +48,16 @@ export async function assertPostgresReachable(): Promise<void> {
 }
 
 /**
- * A database of a test's own, migrated, for tests whose background workers
- * must not see other files' rows (timed events under a moved clock, counts
- * of every delivery); drop it with dropDatabase(name).
+ * A new database, migrated: the run's (global-setup.ts), or a test's own,
+ * for tests whose background workers must not see other files' rows (timed
+ * events under a moved clock, counts of every delivery); drop it with
+ * dropDatabase(name).
  */
 export async function createMigratedDatabase(prefix = "jw_test"): Promise<{ name: string; url: string }> {
-  const { openDatabase } = await import("../../src/db/database.js");
   const created = await createDatabase(prefix);
   const db = await openDatabase({
     databaseUrl: created.url,
-    databasePoolSize: 1,
+    databasePoolSize: 2,
     databaseAcquireTimeoutMs: 5000,
     databaseQueryTimeoutMs: 60000,
     dataDir: "",
