@@ -9,7 +9,8 @@ import { createMigratedDatabase, dropDatabase } from "../helpers/postgres.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
 import { type ServerProcess, startServer } from "../helpers/server-process.js";
 
-const manager = bearer(userJwt("ops-1", { scope: "subscriptions:manage", expiresInSeconds: 3600 }));
+// Valid across the embedded tests' clock, which moves 5 days ahead.
+const manager = bearer(userJwt("ops-1", { scope: "subscriptions:manage", expiresInSeconds: 7 * 24 * 3600 }));
 const json = { "content-type": "application/json" };
 
 /**
@@ -171,5 +172,47 @@ describe("events on the embedded database", () => {
     // The refused first attempt was retried with the same webhook-id.
     const [refused] = receiver.requests;
     expect(mine.map((e) => e.webhookId)).toContain(String(refused?.headers["webhook-id"]));
+  });
+  it("rotates a secret (two signatures), logs attempts, disables after 5 days of failures, enables and deletes, as on Postgres", async () => {
+    const failing = await startReceiver();
+    try {
+      const created = await t.app.inject({ method: "POST", url: "/v1/subscriptions", headers: { ...manager, ...json }, payload: { url: `${failing.url}/events`, events: ["appointment.scheduled"] } });
+      expect(created.statusCode).toBe(201);
+      const { id, secret: oldSecret } = created.json<{ id: string; secret: string }>();
+      const rotated = await t.app.inject({ method: "POST", url: `/v1/subscriptions/${id}/rotate-secret`, headers: manager });
+      expect(rotated.statusCode).toBe(200);
+      failing.secrets.push(oldSecret, rotated.json<{ secret: string }>().secret);
+
+      const book = async () => {
+        const booking = signedDelivery(scheduledEvent({ startsInMinutes: 600, now: clock.now() }));
+        expect((await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: booking.headers, payload: booking.payload })).statusCode).toBe(200);
+      };
+      await book();
+      const [delivered] = await failing.waitFor((events) => events.length >= 1);
+      expect(delivered?.signatures).toHaveLength(2);
+      expect(delivered?.verified).toBe(true);
+
+      // Failing from now on: after 5 days of nothing but failures the next failure disables it.
+      failing.faults.fail(500);
+      await book();
+      await expect.poll(async () => (await t.db.sql.query<{ f: Date | null }>({ name: "t_failing", text: "SELECT failing_since AS f FROM subscriptions WHERE id = $1" }, [id]))[0]?.f ?? null, { timeout: 5000 }).not.toBeNull();
+      clock.advance(5 * 24 * 3600_000 + 60_000);
+      await book();
+      await expect
+        .poll(async () => (await t.app.inject({ method: "GET", url: `/v1/subscriptions/${id}`, headers: manager })).json<{ status: string }>().status, { timeout: 5000 })
+        .toBe("disabled");
+      const log = await t.app.inject({ method: "GET", url: `/v1/subscriptions/${id}/deliveries?limit=2`, headers: manager });
+      expect(log.statusCode).toBe(200);
+      const page = log.json<{ deliveries: { status: number | string }[]; nextCursor: string | null }>();
+      expect(page.deliveries.map((d) => d.status)).toEqual([500, 500]);
+      expect(page.nextCursor).not.toBeNull();
+
+      const enabled = await t.app.inject({ method: "POST", url: `/v1/subscriptions/${id}/enable`, headers: manager });
+      expect(enabled.json<{ status: string }>().status).toBe("active");
+      expect((await t.app.inject({ method: "DELETE", url: `/v1/subscriptions/${id}`, headers: manager })).statusCode).toBe(204);
+      expect((await t.app.inject({ method: "GET", url: `/v1/subscriptions/${id}`, headers: manager })).statusCode).toBe(404);
+    } finally {
+      await failing.close();
+    }
   });
 });
