@@ -35,7 +35,11 @@ export function runServer(env: Record<string, string>): {
 export async function startServer(env: Record<string, string>, timeoutMs = 20_000): Promise<ServerProcess> {
   const { child, exited, output } = runServer({ PORT: "0", HOST: "127.0.0.1", ...env });
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output()}`)), timeoutMs);
+    // A server that does not say it listens is stopped, not left running behind the test.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start:\n${output()}`));
+    }, timeoutMs);
     const check = () => {
       const match = /listening on (http:\/\/localhost:\d+)/.exec(output());
       if (match?.[1]) {
