@@ -55,7 +55,7 @@ export interface WebhookSenderOptions {
 const FORBIDDEN_ADDRESS = "EFORBIDDENADDRESS";
 
 /** A lookup that answers only with public addresses, and fails the connection otherwise. */
-export function guardedLookup(resolve: LookupFunction = dnsLookup as LookupFunction): LookupFunction {
+function guardedLookup(resolve: LookupFunction = dnsLookup as LookupFunction): LookupFunction {
   return (hostname, options, callback) => {
     resolve(hostname, { ...options, all: true }, (error, addresses) => {
       if (error) return callback(error, "", 0);

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { preHandlerAsyncHookHandler } from "fastify";
 import { Type } from "typebox";
-import { invalidRequest } from "../../domain/errors.js";
 import type { AppointmentReads } from "../../services/appointments.js";
 import type { JoinTokenService } from "../../services/join-tokens.js";
 import type { OperatorActions } from "../../services/operator-actions.js";
@@ -15,7 +14,7 @@ import {
   JoinTokenResponse,
   KillSwitchBody,
 } from "../../schemas/appointments.js";
-import { absentBodyIsEmpty } from "../../schemas/common.js";
+import { absentBodyIsEmpty, cursorPage } from "../../schemas/common.js";
 import { AUTHENTICATED, BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../../schemas/problems.js";
 
 const bearer = [{ bearer: [] }];
@@ -156,12 +155,8 @@ const appointmentRoutes: FastifyPluginAsyncTypebox<AppointmentRouteOptions> = as
       },
     },
     async (request) => {
-      const { query } = request;
-      const limit = query.limit === undefined ? 100 : Number(query.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
-        throw invalidRequest("limit must be an integer from 1 to 500.", [{ path: "/limit", message: "must be 1 to 500" }]);
-      }
-      return reads.events(request.params.externalId, query.after === undefined ? undefined : BigInt(query.after), limit);
+      const { after, limit } = cursorPage(request.query, 100, 500);
+      return reads.events(request.params.externalId, after, limit);
     },
   );
 };

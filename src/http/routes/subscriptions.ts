@@ -1,9 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "typebox";
-import { invalidRequest } from "../../domain/errors.js";
 import type { SubscriptionService } from "../../services/subscriptions.js";
 import { requireScope } from "../plugins/authentication.js";
-import { absentBodyIsEmpty } from "../../schemas/common.js";
+import { absentBodyIsEmpty, cursorPage } from "../../schemas/common.js";
 import { BODY, DATABASE, problems, RATE_LIMITED, SCOPED } from "../../schemas/problems.js";
 import {
   DeliveriesQuery,
@@ -149,12 +148,8 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox<{ subscriptions: Subscriptio
       },
     },
     async (request) => {
-      const { query } = request;
-      const limit = query.limit === undefined ? 50 : Number(query.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
-        throw invalidRequest("limit must be an integer from 1 to 200.", [{ path: "/limit", message: "must be 1 to 200" }]);
-      }
-      return subscriptions.deliveries(request.params.id, query.after === undefined ? undefined : BigInt(query.after), limit);
+      const { after, limit } = cursorPage(request.query, 50, 200);
+      return subscriptions.deliveries(request.params.id, after, limit);
     },
   );
 };
