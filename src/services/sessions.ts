@@ -3,7 +3,8 @@ import type { AppointmentRow } from "../db/repositories/appointment-rows.js";
 import type { AuditRepository } from "../db/repositories/audit.js";
 import type { OutboxRepository } from "../db/repositories/outbox.js";
 import type { SessionsRepository } from "../db/repositories/sessions.js";
-import type { Sql } from "../db/sql.js";
+import type { Queryable, Sql } from "../db/sql.js";
+import type { AuditEntry } from "../domain/audit-entry.js";
 import type { OutboundEvent } from "../domain/outbound-events.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
 import { appointmentView } from "./appointment-view.js";
@@ -61,7 +62,7 @@ export class SessionService {
 
   /** One creation attempt by the lease holder; records the outcome and releases the lease. */
   async attempt(appointment: AppointmentRow, budget: CallBudget): Promise<SessionOutcome> {
-    const { sessions, audit, provider } = this.options;
+    const { sessions, provider } = this.options;
     try {
       const { sessionId } = await provider.createSession(
         {
@@ -78,20 +79,15 @@ export class SessionService {
       await this.options.sql.transaction(async (tx) => {
         const row = await sessions.markReady({ tx, id: appointment.id, sessionId });
         if (!row) return;
-        await audit.record({
-          tx,
-          now,
-          entries: [
-            {
-              externalId: appointment.externalId,
-              actor: "system",
-              type: "session.created",
-              outcome: "ready",
-              detail: { provider: provider.name, sessionId, attempt: row.sessionAttempts },
-            },
-          ],
-        });
-        await this.options.outbox.record({ tx, now, events: [sessionEvent("session.ready", row, now)] });
+        await this.report(tx, now, [
+          {
+            externalId: appointment.externalId,
+            actor: "system",
+            type: "session.created",
+            outcome: "ready",
+            detail: { provider: provider.name, sessionId, attempt: row.sessionAttempts },
+          },
+        ], [sessionEvent("session.ready", row, now)]);
       });
       return "ready";
     } catch (error) {
@@ -103,7 +99,7 @@ export class SessionService {
   }
 
   private async recordFailure(appointment: AppointmentRow, reason: string): Promise<SessionOutcome> {
-    const { sessions, audit, provider } = this.options;
+    const { sessions, provider } = this.options;
     const now = this.options.now();
     const attempts = appointment.sessionAttempts + 1;
     const failed = now.getTime() >= appointment.closesAt.getTime();
@@ -116,23 +112,24 @@ export class SessionService {
         nextAttemptAt: failed ? null : new Date(now.getTime() + retryDelayMs(attempts)),
         reason: shortReason,
       });
-      await audit.record({
-        tx,
-        now,
-        entries: [
-          {
-            externalId: appointment.externalId,
-            actor: "system",
-            type: "session.failed",
-            outcome: failed ? "failed" : "pending",
-            detail: { provider: provider.name, reason: shortReason, attempt: attempts },
-          },
-        ],
-      });
       // A failed attempt that will be retried is no event; only the session's failure for good is.
-      if (row && failed) await this.options.outbox.record({ tx, now, events: [sessionEvent("session.failed", row, now)] });
+      await this.report(tx, now, [
+        {
+          externalId: appointment.externalId,
+          actor: "system",
+          type: "session.failed",
+          outcome: failed ? "failed" : "pending",
+          detail: { provider: provider.name, reason: shortReason, attempt: attempts },
+        },
+      ], row && failed ? [sessionEvent("session.failed", row, now)] : []);
     });
     return failed ? "failed" : "pending";
+  }
+
+  /** A session outcome's audit entries and events, in the transaction that writes the outcome. */
+  private async report(tx: Queryable, now: Date, entries: AuditEntry[], events: OutboundEvent[]): Promise<void> {
+    await this.options.audit.record({ tx, now, entries });
+    await this.options.outbox.record({ tx, now, events });
   }
 
   /**
@@ -161,22 +158,22 @@ export class SessionService {
    * FOR UPDATE SKIP LOCKED (replicas take disjoint rows) and attempts each.
    */
   async reconcileOnce(budgetMs: number, batch = 10): Promise<number> {
-    const { sessions, audit, provider } = this.options;
+    const { sessions, provider } = this.options;
     const now = this.options.now();
     await this.options.sql.transaction(async (tx) => {
       const expired = await sessions.failOverdue({ tx, now });
-      await audit.record({
+      await this.report(
         tx,
         now,
-        entries: expired.map((row) => ({
+        expired.map((row) => ({
           externalId: row.externalId,
           actor: "system",
           type: "session.failed" as const,
           outcome: "failed",
           detail: { provider: provider.name, reason: "the join window closed before a session could be created" },
         })),
-      });
-      await this.options.outbox.record({ tx, now, events: expired.map((row) => sessionEvent("session.failed", row, now)) });
+        expired.map((row) => sessionEvent("session.failed", row, now)),
+      );
     });
 
     const claimed = await sessions.claimDue({ now, until: new Date(now.getTime() + this.options.leaseMs), limit: batch });
