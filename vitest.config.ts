@@ -13,6 +13,8 @@ const unitTests = [
   "test/config.test.ts",
   "test/providers/genesys.test.ts",
   "test/providers/vonage.test.ts",
+  "test/providers/livekit.test.ts",
+  "test/providers/daily.test.ts",
   "test/http/authentication.test.ts",
 ];
 

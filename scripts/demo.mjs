@@ -3,7 +3,8 @@
 // secrets), books two sample appointments for the same customer through a
 // signed webhook — one open now, one whose customer window opens in about two
 // minutes — and prints join links with development sign-in tokens in the URL
-// fragment. Ctrl-C stops it.
+// fragment. The waiting room is on (the default): a customer's join waits until
+// the agent has joined. Ctrl-C stops it.
 //
 //   npm run demo                 (PORT=3001 npm run demo for another port)
 //   node scripts/demo.mjs --no-build   skips even the check that dist/ is up to date
@@ -179,8 +180,11 @@ for (const [index, { label, appointment }] of appointments.entries()) {
   console.log(`   agent:    ${link(appointment.agent.id)}`);
   console.log(`   customer: ${link(appointment.customer.id)}\n`);
 }
-console.log(`Try it: open the customer's link of appointment 1 and join. Then open the customer's link of
-appointment 2: it counts down, and once the room opens, joining asks whether to leave appointment 1.
+console.log(`Try it: open the customer's link of appointment 1 and join: the page says it is waiting for the
+host (the service answers 425 waiting_for_host until the agent holds a token). Open the agent's link of
+appointment 1 in another window and join: the customer's page joins by itself within seconds.
+Then join appointment 2 as its agent, and open its customer's link: it counts down, and once the room
+opens, joining asks whether to leave appointment 1.
 The links carry development sign-in tokens (valid ${TOKEN_HOURS} h) in the URL fragment, which the page
 reads and removes from the address bar. Ctrl-C stops the service.
 `);

@@ -12,6 +12,7 @@ import problemDetails, { sendProblem, toAppError } from "./http/plugins/problem-
 import security, { perUserJoinLimit } from "./http/plugins/security.js";
 import appointmentRoutes from "./http/routes/appointments.js";
 import joinPageRoutes from "./http/routes/join-page.js";
+import presenceRoutes from "./http/routes/presence.js";
 import operationsRoutes from "./http/routes/operations.js";
 import subscriptionRoutes from "./http/routes/subscriptions.js";
 import tokenRoutes from "./http/routes/tokens.js";
@@ -20,7 +21,7 @@ import wellKnownRoutes from "./http/routes/well-known.js";
 import { createLogger, OneLinePerRequest, requestIdFor } from "./logging.js";
 import { createVideoProvider } from "./providers/index.js";
 import type { Resolve } from "./services/subscriptions.js";
-import { createServices, DISPATCH_INTERVAL_MS, RECONCILE_BUDGET_MS, TIMED_EVENTS_INTERVAL_MS } from "./wiring.js";
+import { createServices, DISPATCH_INTERVAL_MS, EJECTION_INTERVAL_MS, RECONCILE_BUDGET_MS, TIMED_EVENTS_INTERVAL_MS } from "./wiring.js";
 import { standardWebhooks } from "./webhook-sources/standard-webhooks.js";
 
 export interface AppOptions {
@@ -112,7 +113,9 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
         if (outcome === "delivered") counters.deliveryLatencySeconds.observe(latencyMs / 1000);
       },
     },
+    observeEjections: { settled: (outcome) => counters.ejections.inc({ outcome }) },
   });
+  counters.watchEjections(services.pendingEjections);
   counters.watchPendingSessions(services.pendingSessions);
   counters.watchOutbox(services.outboxBacklog, now);
   const stops: (() => void | Promise<void>)[] = [];
@@ -131,6 +134,14 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
         onError: (error) => app.log.error({ err: error }, "event dispatch failed unexpectedly"),
       }),
     );
+    if (services.ejector) {
+      stops.push(
+        services.ejector.start(EJECTION_INTERVAL_MS, {
+          databaseOutage: services.ejectorOutage,
+          onError: (error) => app.log.error({ err: error }, "ejection pass failed unexpectedly"),
+        }),
+      );
+    }
   });
   app.addHook("preClose", async () => {
     // The background workers first (in reverse order of starting), the provider's own work last.
@@ -143,6 +154,7 @@ export async function buildApp({ config, db, logger = createLogger(config), now 
   await app.register(appointmentRoutes, { ...services, joinRateLimit: perUserJoinLimit(app, config.rateLimitJoinPerMinute) });
   await app.register(tokenRoutes, { tokenChecks: services.tokenChecks });
   await app.register(subscriptionRoutes, { subscriptions: services.subscriptions });
+  await app.register(presenceRoutes, { presence: services.presence, provider });
   await app.register(joinPageRoutes);
 
   await app.ready();

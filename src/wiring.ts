@@ -4,8 +4,10 @@ import type { Database } from "./db/database.js";
 import { DatabaseOutageLog } from "./db/outage-log.js";
 import { AppointmentsRepository } from "./db/repositories/appointments.js";
 import { AuditRepository } from "./db/repositories/audit.js";
+import { EjectionsRepository } from "./db/repositories/ejections.js";
 import { JoinTokensRepository } from "./db/repositories/join-tokens.js";
 import { OutboxRepository } from "./db/repositories/outbox.js";
+import { PresenceRepository } from "./db/repositories/presence.js";
 import { SessionsRepository } from "./db/repositories/sessions.js";
 import { SubscriptionDeliveriesRepository } from "./db/repositories/subscription-deliveries.js";
 import { SubscriptionsRepository } from "./db/repositories/subscriptions.js";
@@ -14,9 +16,11 @@ import { WebhookDeliveriesRepository } from "./db/repositories/webhook-deliverie
 import type { VideoProvider } from "./providers/video-provider.js";
 import { AppointmentLifecycle } from "./services/appointment-lifecycle.js";
 import { AppointmentReads } from "./services/appointments.js";
+import { type EjectionObserver, EjectionService } from "./services/ejections.js";
 import { type DispatcherObserver, EventDispatcher } from "./services/event-dispatcher.js";
 import { JoinTokenService } from "./services/join-tokens.js";
 import { OperatorActions } from "./services/operator-actions.js";
+import { PresenceService } from "./services/presence.js";
 import { SessionService } from "./services/sessions.js";
 import { SubscriptionSecrets } from "./services/subscription-secrets.js";
 import { type Resolve, SubscriptionService } from "./services/subscriptions.js";
@@ -46,6 +50,10 @@ export const RECONCILE_BUDGET_MS = 10_000;
  */
 export const TIMED_EVENTS_INTERVAL_MS = 1_000;
 export const DISPATCH_INTERVAL_MS = 1_000;
+/** API.md §10: a participant is removed within 5 s of the revocation while the provider answers. */
+export const EJECTION_INTERVAL_MS = 1_000;
+/** One removal attempt's provider budget. */
+const EJECTION_BUDGET_MS = 10_000;
 
 /** The repositories on the database, and the services on them: who uses what is visible here. */
 export function createServices({
@@ -55,6 +63,7 @@ export function createServices({
   now,
   log,
   observeDispatch,
+  observeEjections,
   resolve,
 }: {
   config: Config;
@@ -63,15 +72,19 @@ export function createServices({
   now: () => Date;
   log: FastifyBaseLogger;
   observeDispatch?: DispatcherObserver;
+  observeEjections?: EjectionObserver;
   /** The resolver subscription URLs are checked with (the system's unless a test gives one). */
   resolve?: Resolve;
 }) {
   const { sql, prisma } = db;
   if (!config.keyEncryptionSecret) throw new Error("KEY_ENCRYPTION_SECRET is required: it seals subscriptions' secrets");
   const appointments = new AppointmentsRepository({ sql, prisma });
-  const tokens = new JoinTokensRepository({ sql, prisma });
+  // Revocations enqueue removals from the room only where the provider can remove anyone (API.md §10).
+  const ejects = provider.eject !== undefined;
+  const tokens = new JoinTokensRepository({ sql, prisma, ejects });
+  const ejections = new EjectionsRepository({ sql });
   const audit = new AuditRepository({ sql, prisma });
-  const sessionRows = new SessionsRepository({ prisma });
+  const sessionRows = new SessionsRepository({ prisma, sql });
   const deliveries = new WebhookDeliveriesRepository({ prisma });
   const outbox = new OutboxRepository({ sql });
   const subscriptionDeliveries = new SubscriptionDeliveriesRepository({ sql });
@@ -120,7 +133,34 @@ export function createServices({
       now,
       ...(resolve ? { resolve } : {}),
     }),
-    timedEvents: new TimedEventService({ sql, timers: new TimedEventsRepository({ sql }), policy: config, now }),
+    timedEvents: new TimedEventService({
+      sql,
+      timers: new TimedEventsRepository({ sql }),
+      policy: config,
+      now,
+      ejections: ejects ? ejections : undefined,
+    }),
+    presence: new PresenceService({
+      sql,
+      presence: new PresenceRepository({ sql }),
+      audit,
+      outbox,
+      ejections: ejects ? ejections : undefined,
+      provider,
+      now,
+    }),
+    /** The removal worker, where the provider can remove anyone. */
+    ejector: ejects
+      ? new EjectionService({
+          ejections,
+          provider,
+          now,
+          attemptBudgetMs: EJECTION_BUDGET_MS,
+          ...(observeEjections ? { observe: observeEjections } : {}),
+        })
+      : undefined,
+    ejectorOutage: new DatabaseOutageLog(log.child({ worker: "ejections" })),
+    pendingEjections: async () => (await ejections.pending()).pending,
     timedEventsOutage: new DatabaseOutageLog(log.child({ worker: "timed events" })),
     dispatcher: new EventDispatcher({
       outbox,

@@ -50,7 +50,7 @@ describe("loadConfig", () => {
     expect(problemsOf({ PORT: "70000" })).toEqual(['PORT must be an integer from 0 to 65535 (got "70000")']);
     expect(problemsOf({ DATABASE_POOL_SIZE: "1.5" })[0]).toMatch(/^DATABASE_POOL_SIZE must be an integer/);
     expect(problemsOf({ VIDEO_PROVIDER: "zoom" })).toEqual([
-      'VIDEO_PROVIDER must be one of local, vonage, genesys (got "zoom")',
+      'VIDEO_PROVIDER must be one of local, vonage, genesys, livekit, daily (got "zoom")',
     ]);
     expect(problemsOf({ DATABASE_URL: "mysql://x" })[0]).toBe("DATABASE_URL must be a postgresql:// URL");
   });

@@ -2,7 +2,8 @@
  * The join experience as a page component on top of the client: the
  * appointment's time in the viewer's zone and in its own, a live countdown, a
  * Join button that works only inside the caller's window, a message for every
- * state of API.md §3, the prompt to leave another appointment (naming whom
+ * state of API.md §3 (a calm "Waiting for the host…" while the customer is
+ * held in the waiting room, joining by itself once the agent is in), the prompt to leave another appointment (naming whom
  * and when), and after joining the place where a video SDK mounts, in plain
  * words for a patient (the session's technical details only for the agent,
  * folded away). The page at /join/{id} uses it; a portal can mount it in its
@@ -236,6 +237,13 @@ export function mountJoinUi(container: HTMLElement, options: JoinUiOptions): Joi
         setButton("join", false, state.operation === "join");
         break;
       }
+      case "waiting_for_host": {
+        // Not a problem to report: the customer is early for the host, and the client keeps asking by itself.
+        showTimer(null);
+        setStatus(`Waiting for the host… You will be connected as soon as ${state.appointment?.agent.name ?? "your host"} arrives. Please keep this page open.`);
+        setButton("hidden", false);
+        break;
+      }
       case "collision":
         showTimer(null);
         collisionText.textContent = collisionMessage(state.otherAppointment);
@@ -253,6 +261,7 @@ export function mountJoinUi(container: HTMLElement, options: JoinUiOptions): Joi
             ? [
                 ["Video provider", s.provider],
                 ["Session", s.sessionId],
+                ...(s.roomUrl ? [["Room", s.roomUrl]] : []),
                 ["Token valid until", formatDateTime(new Date(s.expiresAt), viewerZone())],
               ]
             : []

@@ -4,11 +4,12 @@
  *
  * It reads the appointment, follows the server's clock (the `Date` header of
  * every answer), re-evaluates the join window on a timer, requests the join
- * token when asked and copes with every answer of API.md §3 (425 waits for
- * Retry-After, 409 active_elsewhere offers to supersede, 503 backs off, 410 /
- * cancelled / blocked are final). The token is handed to `onToken` and
- * otherwise only ever held in memory for the duration of that call: never
- * logged, never stored, never put in a URL, never part of a state.
+ * token when asked and copes with every answer of API.md §3 (425 too_early
+ * waits for the opening time, 425 waiting_for_host asks again every
+ * Retry-After until the host is in, 409 active_elsewhere offers to supersede,
+ * 503 backs off, 410 / cancelled / blocked are final). The token is handed to
+ * `onToken` and otherwise only ever held in memory for the duration of that
+ * call: never logged, never stored, never put in a URL, never part of a state.
  *
  * One self-contained ES module with no dependencies, so that a portal can load
  * it from the service (`/client/joinwindow.js`) or bundle it from the repo. It
@@ -39,6 +40,8 @@ export interface JoinGrant {
   sessionId: string;
   token: string;
   tokenId: string;
+  /** The room to open with the token (providers whose clients join by URL, e.g. Daily); null for the others. */
+  roomUrl: string | null;
   role: Role;
   notBefore: string;
   expiresAt: string;
@@ -81,6 +84,8 @@ export type JoinState = Known &
     | { status: "open" }
     | { status: "joining" }
     | { status: "retrying"; operation: "load" | "join"; reason: RetryReason; retryAt: Date; attempt: number }
+    /** 425 waiting_for_host: inside the window, the host (the agent) is not in yet; asked again at `retryAt` until they are. */
+    | { status: "waiting_for_host"; retryAt: Date }
     | { status: "joined"; session: JoinedSession }
     | { status: "collision"; otherAppointmentId: string; otherAppointment: OtherAppointment | null }
     | { status: "closed"; closedAt: Date | null }
@@ -126,7 +131,7 @@ export interface JoinClientOptions {
   refreshIntervalMs?: number;
   /** Attempts of a join that meets 503 / 429 / network errors before giving up. Default 6. */
   maxJoinAttempts?: number;
-  /** A 425 whose Retry-After is at most this long is waited out automatically; a longer one goes back to `waiting`. Default 60 s. */
+  /** A 425 too_early whose Retry-After is at most this long is waited out automatically; a longer one goes back to `waiting`. Default 60 s. */
   maxAutoWaitMs?: number;
   now?: () => number;
   fetch?: FetchLike;
@@ -159,6 +164,8 @@ export interface JoinClient {
 const SECOND = 1000;
 const MAX_TIMER_MS = 2_147_483_647;
 const MAX_BACKOFF_MS = 30 * SECOND;
+// API.md §3 promises at most 10 s between the waiting room's attempts; a larger Retry-After (a proxy's) is not obeyed.
+const MAX_HOST_POLL_MS = 10 * SECOND;
 const RETRYABLE: Record<number, RetryReason> = {
   429: "rate_limited",
   502: "provider_unavailable",
@@ -310,6 +317,8 @@ export function createJoinClient(options: JoinClientOptions): JoinClient {
   let generation = 0;
   let tickTimer: unknown = null;
   let refreshTimer: unknown = null;
+  // The supersede choice of the last join request, kept for asking again from the waiting room.
+  let lastSupersede = false;
 
   const set = (next: JoinState) => {
     state = next;
@@ -447,7 +456,9 @@ export function createJoinClient(options: JoinClientOptions): JoinClient {
     const current = ++generation;
     clearTick();
     clearRefresh();
-    set({ ...known, status: "joining" });
+    lastSupersede = supersede;
+    // Asking again from the waiting room keeps showing the waiting room: no "joining" flash every few seconds.
+    if (state.status !== "waiting_for_host") set({ ...known, status: "joining" });
     const retry = (reason: RetryReason, serverWaitMs: number, problem: Problem) => {
       if (attempt >= maxJoinAttempts) return set({ ...known, status: "error", operation: "join", problem });
       const delay = backoffMs(attempt, serverWaitMs, random);
@@ -461,10 +472,16 @@ export function createJoinClient(options: JoinClientOptions): JoinClient {
         switch (answer.status) {
           case 201:
             if (typeof answer.body.token === "string" && typeof answer.body.sessionId === "string") {
-              return handOver(answer.body as unknown as JoinGrant, current);
+              const roomUrl = typeof answer.body.roomUrl === "string" ? answer.body.roomUrl : null;
+              return handOver({ ...(answer.body as unknown as JoinGrant), roomUrl }, current);
             }
             break;
           case 425: {
+            if (code === "waiting_for_host") {
+              const wait = Math.min(MAX_HOST_POLL_MS, Math.max(SECOND, answer.retryAfterMs));
+              set({ ...known, status: "waiting_for_host", retryAt: new Date(clientNow() + wait) });
+              return wake(wait, () => requestJoin(supersede, attempt));
+            }
             if (typeof answer.body.opensAt === "string" && known.appointment) {
               // The server says when; a reschedule may have moved it, so read the appointment again below if it is far.
               known = { ...known, opensAt: new Date(Date.parse(answer.body.opensAt)) };
@@ -575,6 +592,9 @@ export function createJoinClient(options: JoinClientOptions): JoinClient {
         backgroundRefresh();
       } else if (status === "error" || status === "loading" || (status === "retrying" && state.operation === "load")) {
         load();
+      } else if (status === "waiting_for_host") {
+        // A background tab's timers are throttled: on return, ask at once whether the host is in.
+        requestJoin(lastSupersede);
       }
     },
     serverNow: () => clock.now(),

@@ -6,7 +6,8 @@ import { type JoinWindow, opensAtFor, type ParticipantRole, roleOf } from "./joi
  * contract's order. They come in two halves because the second needs the live
  * tokens, which are read (under the locks) only once the first has passed:
  * `checkWindow` (404, 409 cancelled, 403 blocked, 425 too early, 410 closed),
- * then `checkHolders` (409 active elsewhere, 409 participant limit). A check
+ * then `checkHolders` (425 waiting for the host, 409 active elsewhere, 409
+ * participant limit). A check
  * added to §3 goes into the half whose facts it needs, at its place in the
  * order.
  */
@@ -18,7 +19,11 @@ export interface JoinableAppointment extends JoinWindow {
   agentId: string;
   customerId: string;
   maxParticipants: number;
+  waitingRoom: boolean;
 }
+
+/** How soon a customer waiting for the host asks again (API.md §3: at most 10 s). */
+export const WAITING_FOR_HOST_RETRY_SECONDS = 3;
 
 /** A live (unrevoked, unexpired) token of the caller anywhere, or of anyone in the appointment. */
 export interface LiveToken {
@@ -69,6 +74,19 @@ export function checkHolders(
   request: { userId: string; supersede: boolean },
   liveTokens: readonly LiveToken[],
 ): void {
+  // The waiting room: the host is in once the agent holds a live token here. The agent is never held.
+  if (
+    appointment.waitingRoom &&
+    request.userId !== appointment.agentId &&
+    !liveTokens.some((t) => t.appointmentId === appointment.id && t.userId === appointment.agentId)
+  ) {
+    throw new AppError(
+      "waiting_for_host",
+      "The host has not joined yet; ask again after Retry-After seconds.",
+      {},
+      { "retry-after": String(WAITING_FOR_HOST_RETRY_SECONDS) },
+    );
+  }
   const elsewhere = liveTokens.find((t) => t.userId === request.userId && t.appointmentId !== appointment.id);
   if (elsewhere && !request.supersede) {
     throw new AppError(

@@ -12,7 +12,14 @@ const variables = {
 export const genesys: ProviderAdapter<typeof variables> = {
   name: "genesys",
   variables,
-  capabilities: { remoteSessions: true, remoteTokens: true, eject: false, presence: false },
+  capabilities: {
+    remoteSessions: true,
+    remoteTokens: true,
+    eject: false,
+    presence: false,
+    sessionExpiry: false,
+    providerWaitingRoom: true,
+  },
   // Every one of its variables is required.
   configProblems: (settings) =>
     Object.entries(settings)

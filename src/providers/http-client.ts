@@ -25,7 +25,7 @@ export interface ProviderHttpOptions {
 }
 
 export interface ProviderRequest {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "DELETE";
   url: string;
   headers?: Record<string, string>;
   /** Already serialised (JSON text or a form-urlencoded string), so a retry resends it as is. */
@@ -34,8 +34,9 @@ export interface ProviderRequest {
 
 export interface ProviderHttp {
   /**
-   * Sends `request` within `budget` and returns `parse(answer JSON)`; a
-   * non-JSON answer or `parse` returning undefined is an "invalid answer".
+   * Sends `request` within `budget` and returns `parse(answer JSON)`; an
+   * empty answer (204 No Content) is parsed as undefined; a non-JSON answer
+   * or `parse` returning undefined is an "invalid answer".
    * Every failure is a ProviderHttpError (a ProviderUnavailableError).
    */
   request<T>(
@@ -204,7 +205,7 @@ export function createProviderHttp(options: ProviderHttpOptions): ProviderHttp {
       const durationMs = performance.now() - call.attemptStartedAt;
       let value: T | undefined;
       try {
-        value = parse(JSON.parse(response.data));
+        value = parse(response.data === "" ? undefined : JSON.parse(response.data));
       } catch {
         value = undefined;
       }

@@ -3,14 +3,16 @@
 import type { Config } from "../config.js";
 import type { PrismaClient } from "../db/database.js";
 import { oneOf, type VariableSpec } from "../env-variables.js";
+import { daily } from "./daily.js";
 import { genesys } from "./genesys.js";
+import { livekit } from "./livekit.js";
 import { local } from "./local.js";
 import type { PublicSigningJwk } from "./local/signing-keys.js";
 import type { ProviderAdapter, ProviderSetup } from "./provider-adapter.js";
 import type { ProviderCallObserver } from "./video-provider.js";
 import { vonage } from "./vonage.js";
 
-export const providerAdapters: readonly ProviderAdapter[] = [local, vonage, genesys];
+export const providerAdapters: readonly ProviderAdapter[] = [local, vonage, genesys, livekit, daily];
 
 export const videoProviderVariable = {
   parse: oneOf(...providerAdapters.map((adapter) => adapter.name)),

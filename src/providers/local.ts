@@ -12,7 +12,14 @@ const variables = {
 export const local: ProviderAdapter<typeof variables> = {
   name: "local",
   variables,
-  capabilities: { remoteSessions: false, remoteTokens: false, eject: false, presence: false },
+  capabilities: {
+    remoteSessions: false,
+    remoteTokens: false,
+    eject: false,
+    presence: false,
+    sessionExpiry: false,
+    providerWaitingRoom: false,
+  },
   configProblems: () => [],
 
   async create({ settings, config, prisma, now }) {

@@ -15,8 +15,12 @@ export interface ProviderCapabilities {
   remoteTokens: boolean;
   /** It can remove a participant from a running session. */
   eject: boolean;
-  /** It tells the service who joins and leaves a session. */
+  /** It tells the service who joins and leaves a session (its callbacks at POST /v1/providers/{name}/events). */
   presence: boolean;
+  /** Its sessions expire at the appointment's closesAt and must be moved on a reschedule (VideoProvider.updateSession). */
+  sessionExpiry: boolean;
+  /** It has a waiting room of its own (the service enforces one for every provider in any case, API.md §3). */
+  providerWaitingRoom: boolean;
 }
 
 export interface ProviderContext<Settings> {

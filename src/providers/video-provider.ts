@@ -13,6 +13,72 @@ export type { ParticipantRole };
 export interface SessionRequest {
   externalId: string;
   settings: { maxParticipants: number; waitingRoom: boolean; recording: boolean };
+  /** The appointment's `closesAt`: a provider whose rooms expire (Daily) makes the room expire then. */
+  closesAt: Date;
+}
+
+export interface CreatedSession {
+  sessionId: string;
+  /** A room URL clients open (Daily); null or absent for providers without one. */
+  roomUrl?: string | null;
+}
+
+/** A session's expiry moved: the appointment was rescheduled (API.md §8, Daily). */
+export interface SessionUpdate {
+  sessionId: string;
+  closesAt: Date;
+}
+
+/** One participant to remove from a running session (API.md §10). */
+export interface EjectRequest {
+  sessionId: string;
+  /** The user id (`sub`): the identity LiveKit and Daily know the participant by. */
+  userId: string;
+  role: ParticipantRole;
+  /**
+   * The provider connections recorded for this participant from its presence
+   * callbacks and still open (Vonage's connection ids); empty for providers
+   * that eject by identity.
+   */
+  connectionIds: readonly string[];
+}
+
+export interface EjectResult {
+  /** False when the provider says the participant was not in the session (nothing to remove). */
+  removed: boolean;
+}
+
+/**
+ * A provider's callback as received at POST /v1/providers/{name}/events:
+ * header names lower-case, the body exactly as sent (signatures cover its
+ * bytes), the query string's parameters.
+ */
+export interface ProviderCallback {
+  headers: Readonly<Record<string, string | undefined>>;
+  rawBody: string;
+  query: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Who joined or left, as a provider's callback says (API.md §10). Which
+ * participant it is comes from the token id carried in the connection
+ * (Vonage) or from the user id the token was made for (LiveKit's identity,
+ * Daily's user_id).
+ */
+export interface PresenceReport {
+  sessionId: string;
+  state: "joined" | "left";
+  /** The provider's own time of the event: redeliveries and reordering never move presence backwards. */
+  at: Date;
+  userId?: string;
+  tokenId?: string;
+  /** The provider's connection id, when it has them (Vonage): kept so that an eject can disconnect it. */
+  connectionId?: string;
+}
+
+/** A callback that fails the provider's authentication: 401, and nothing changes. */
+export class CallbackRejectedError extends Error {
+  override name = "CallbackRejectedError";
 }
 
 export interface TokenRequest {
@@ -49,8 +115,26 @@ export interface VideoProvider {
    * pooled connections); those that don't are, which saves a round trip.
    */
   readonly remote: { sessions: boolean; tokens: boolean };
-  createSession(request: SessionRequest, budget: CallBudget): Promise<{ sessionId: string }>;
+  createSession(request: SessionRequest, budget: CallBudget): Promise<CreatedSession>;
   issueToken(request: TokenRequest, budget: CallBudget): Promise<{ token: string }>;
+  /**
+   * Moves the session's own expiry to a new closesAt, for providers whose
+   * rooms expire (capability `sessionExpiry`); absent otherwise.
+   */
+  updateSession?(request: SessionUpdate, budget: CallBudget): Promise<void>;
+  /**
+   * Removes a participant from the session (capability `eject`); absent for
+   * providers that cannot. Throws ProviderUnavailableError for a transient
+   * failure (it is retried), any other error for a refusal.
+   */
+  eject?(request: EjectRequest, budget: CallBudget): Promise<EjectResult>;
+  /**
+   * Authenticates a callback of the provider the strongest way it offers and
+   * reads the presence changes it reports (capability `presence`); throws
+   * CallbackRejectedError when it is not authentic, answers [] for events
+   * that say nothing about presence.
+   */
+  readCallback?(callback: ProviderCallback): Promise<PresenceReport[]>;
 }
 
 /** One outbound call, for metrics: provider, operation, outcome and latency. */

@@ -8,15 +8,31 @@ const variables = {
   VONAGE_PRIVATE_KEY: { parse: pem, secret: true, description: "Vonage application private key (PEM)" },
   VONAGE_PRIVATE_KEY_PATH: { parse: text, description: "file holding the Vonage private key" },
   VONAGE_API_BASE: { parse: httpUrl, default: "https://video.api.vonage.com", description: "Vonage Video API base" },
+  VONAGE_SIGNATURE_SECRET: {
+    parse: text,
+    secret: true,
+    description: "signature secret of the Session Monitoring callback (Vonage secure callbacks), for presence",
+  },
 } satisfies VariableSpecs;
 
 export type VonageSettings = ValuesOf<typeof variables>;
 
-/** Vonage Video: sessions over REST, client tokens signed in the process with the application key. */
+/**
+ * Vonage Video: sessions over REST, client tokens signed in the process with
+ * the application key; presence from its signed session-monitoring callbacks,
+ * eject by force disconnect.
+ */
 export const vonage: ProviderAdapter<typeof variables> = {
   name: "vonage",
   variables,
-  capabilities: { remoteSessions: true, remoteTokens: false, eject: false, presence: false },
+  capabilities: {
+    remoteSessions: true,
+    remoteTokens: false,
+    eject: true,
+    presence: true,
+    sessionExpiry: false,
+    providerWaitingRoom: false,
+  },
   configProblems: vonageConfigProblems,
 
   async create({ settings, config, now, observe }) {
@@ -27,6 +43,7 @@ export const vonage: ProviderAdapter<typeof variables> = {
         applicationId: settings.VONAGE_APPLICATION_ID ?? "",
         privateKey: await loadVonagePrivateKey(settings),
         apiBase: settings.VONAGE_API_BASE,
+        signatureSecret: settings.VONAGE_SIGNATURE_SECRET,
         timeoutMs: config.providerTimeoutMs,
         now,
         observe,
@@ -35,6 +52,7 @@ export const vonage: ProviderAdapter<typeof variables> = {
   },
 };
 
+// VONAGE_SIGNATURE_SECRET is optional: without it sessions and tokens work, and every callback is refused.
 function vonageConfigProblems(settings: VonageSettings): string[] {
   const { VONAGE_APPLICATION_ID: applicationId, VONAGE_PRIVATE_KEY: inlineKey, VONAGE_PRIVATE_KEY_PATH: path } = settings;
   if (inlineKey !== undefined && path !== undefined) {

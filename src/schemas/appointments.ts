@@ -45,6 +45,8 @@ export type WebhookEvent = Static<typeof WebhookEvent>;
 
 const Participant = Type.Object({ id: Type.String(), name: Type.Union([Type.String(), Type.Null()]) });
 
+const Presence = Type.Object({ present: Type.Boolean(), since: Type.Union([Instant, Type.Null()]) });
+
 export const Appointment = Type.Object(
   {
     id: Type.String({ description: "Internal id; every path uses externalId" }),
@@ -66,7 +68,12 @@ export const Appointment = Type.Object(
       provider: Type.String(),
       id: Type.Union([Type.String(), Type.Null()]),
       status: Type.Union([Type.Literal("pending"), Type.Literal("ready"), Type.Literal("failed")]),
+      roomUrl: Type.Union([Type.String(), Type.Null()], { description: "The room clients open (Daily); null for other providers" }),
     }),
+    presence: Type.Object(
+      { agent: Presence, customer: Presence },
+      { description: "What the presence sources (API.md §10) last reported; `since` is when that state began" },
+    ),
     accessBlocked: Type.Boolean(),
   },
   { title: "Appointment" },
@@ -87,6 +94,7 @@ export const JoinTokenResponse = Type.Object({
   sessionId: Type.String(),
   token: Type.String(),
   tokenId: Type.String({ description: "The token's jti" }),
+  roomUrl: Type.Union([Type.String(), Type.Null()], { description: "The room to open with the token (Daily); null for other providers" }),
   role: Type.Union([Type.Literal("moderator"), Type.Literal("participant")]),
   notBefore: Instant,
   expiresAt: Instant,

@@ -61,6 +61,12 @@ const CODES = {
     members: { otherAppointmentId: Type.String({ description: "The other appointment's externalId" }) },
   },
   participant_limit: { when: "another participant would exceed maxParticipants" },
+  token_inactive: {
+    when: "a presence report of `joined` for a token that is not active: the gateway must not admit that participant",
+    members: {
+      reason: Type.Union([Type.Literal("unknown"), Type.Literal("revoked"), Type.Literal("expired"), Type.Literal("not_yet_valid")]),
+    },
+  },
   join_window_closed: {
     when: "the join window has closed",
     members: { closedAt: Instant },
@@ -90,6 +96,10 @@ const CODES = {
   too_early: {
     when: "before the caller's opening time",
     members: { opensAt: Instant },
+    headers: RETRY_AFTER,
+  },
+  waiting_for_host: {
+    when: "the caller is the customer, the waiting room is on and the agent holds no live token yet (ask again after Retry-After, at most 10 s)",
     headers: RETRY_AFTER,
   },
   headers_too_large: { when: "the request's headers are larger than the server accepts" },

@@ -19,6 +19,16 @@ import type { VideoProvider } from "../providers/video-provider.js";
 import type { AppointmentView } from "../schemas/appointments.js";
 import { appointmentView } from "./appointment-view.js";
 
+/** A new appointment's presence columns: no source has reported anyone. */
+const NOBODY_PRESENT = {
+  agentPresent: false,
+  agentPresentSince: null,
+  agentPresenceAt: null,
+  customerPresent: false,
+  customerPresentSince: null,
+  customerPresenceAt: null,
+} as const;
+
 export interface LifecycleResult {
   /** 200 applied or ignored, 202 stored with the provider session still pending. */
   status: 200 | 202;
@@ -168,6 +178,9 @@ export class AppointmentLifecycle {
       sessionNextAttemptAt: session.nextAttemptAt,
       sessionLastError: null,
       sessionClaimedUntil: session.claimedUntil,
+      sessionRoomUrl: null,
+      sessionClosesAt: null,
+      ...NOBODY_PRESENT,
       accessBlocked: false,
       ...timedEventState(fields, [], policy),
       createdAt: now,
@@ -192,9 +205,9 @@ export class AppointmentLifecycle {
 
   /** A session of a provider that makes them in-process (no network), inside the delivery's transaction. */
   private async createLocalSession(externalId: string, fields: ScheduleFields) {
-    const { maxParticipants, waitingRoom, recording } = fields;
+    const { maxParticipants, waitingRoom, recording, closesAt } = fields;
     const { sessionId } = await this.options.provider.createSession(
-      { externalId, settings: { maxParticipants, waitingRoom, recording } },
+      { externalId, settings: { maxParticipants, waitingRoom, recording }, closesAt },
       { deadline: Date.now() + this.options.sessionBudgetMs },
     );
     return { sessionId };

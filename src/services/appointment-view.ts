@@ -19,7 +19,11 @@ export function appointmentView(row: Appointment): AppointmentView {
       customerOpensAt: row.customerOpensAt.toISOString(),
       closesAt: row.closesAt.toISOString(),
     },
-    session: { provider: row.provider, id: row.sessionId, status: row.sessionStatus },
+    session: { provider: row.provider, id: row.sessionId, status: row.sessionStatus, roomUrl: row.sessionRoomUrl },
+    presence: {
+      agent: { present: row.agentPresent, since: row.agentPresentSince?.toISOString() ?? null },
+      customer: { present: row.customerPresent, since: row.customerPresentSince?.toISOString() ?? null },
+    },
     accessBlocked: row.accessBlocked,
   };
 }

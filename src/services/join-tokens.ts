@@ -8,7 +8,7 @@ import { type Admission, checkHolders, checkWindow } from "../domain/join-rules.
 import { hashToken } from "../domain/token-hash.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
 import type { JoinTokenResponse } from "../schemas/appointments.js";
-import type { SessionService } from "./sessions.js";
+import { needsExpirySync, type SessionService } from "./sessions.js";
 
 export interface JoinTokenServiceOptions {
   sql: Pick<Sql, "transaction">;
@@ -45,6 +45,12 @@ class SessionPending extends Error {
   }
 }
 class ChangedMeanwhile extends Error {}
+/** The provider's room still expires at the appointment's old times (Daily, after a reschedule). */
+class ExpiryOutOfDate extends Error {
+  constructor(readonly appointment: AppointmentRow) {
+    super("session expiry out of date");
+  }
+}
 
 const MAX_ROUNDS = 3;
 
@@ -75,6 +81,10 @@ export class JoinTokenService {
           continue;
         }
         if (error instanceof ChangedMeanwhile) continue;
+        if (error instanceof ExpiryOutOfDate) {
+          await this.withProviderErrors(() => this.options.sessions.syncExpiry(error.appointment, budget));
+          continue;
+        }
         throw error;
       }
     }
@@ -86,6 +96,7 @@ export class JoinTokenService {
     const row = await this.options.appointments.byExternalId({ externalId: request.externalId });
     const { appointment, role, opensAt } = await this.eligibility(undefined, row, request, now);
     if (!appointment.sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
+    if (needsExpirySync(this.options.provider, appointment)) throw new ExpiryOutOfDate(appointment);
     const tokenId = randomUUID();
     const { token } = await this.withProviderErrors(() =>
       this.options.provider.issueToken(
@@ -124,6 +135,7 @@ export class JoinTokenService {
       const { appointment, role, opensAt } = await this.eligibility(tx, locked, request, now);
       const sessionId = appointment.sessionId;
       if (!sessionId || appointment.sessionStatus !== "ready") throw new SessionPending(appointment.id);
+      if (needsExpirySync(provider, appointment)) throw new ExpiryOutOfDate(appointment);
       if (
         prepared &&
         (prepared.sessionId !== sessionId ||
@@ -170,6 +182,7 @@ export class JoinTokenService {
         sessionId,
         token,
         tokenId,
+        roomUrl: appointment.sessionRoomUrl,
         role,
         notBefore: opensAt.toISOString(),
         expiresAt: appointment.closesAt.toISOString(),

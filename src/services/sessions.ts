@@ -37,6 +37,15 @@ const sessionEvent = (type: "session.ready" | "session.failed", row: Appointment
   data: { session: appointmentView(row).session },
 });
 
+/** Whether a ready session's own expiry lags behind the appointment's closesAt (only providers whose rooms expire). */
+export function needsExpirySync(provider: Pick<VideoProvider, "updateSession">, row: AppointmentRow): boolean {
+  return (
+    provider.updateSession !== undefined &&
+    row.sessionStatus === "ready" &&
+    row.sessionClosesAt?.getTime() !== row.closesAt.getTime()
+  );
+}
+
 /** Exponential backoff with ±20 % jitter, so replicas retrying after an outage spread out. */
 function retryDelayMs(attempts: number): number {
   const base = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** Math.max(0, attempts - 1));
@@ -64,7 +73,8 @@ export class SessionService {
   async attempt(appointment: AppointmentRow, budget: CallBudget): Promise<SessionOutcome> {
     const { sessions, provider } = this.options;
     try {
-      const { sessionId } = await provider.createSession(
+      const closesAt = appointment.closesAt;
+      const { sessionId, roomUrl } = await provider.createSession(
         {
           externalId: appointment.externalId,
           settings: {
@@ -72,12 +82,13 @@ export class SessionService {
             waitingRoom: appointment.waitingRoom,
             recording: appointment.recording,
           },
+          closesAt,
         },
         budget,
       );
       const now = this.options.now();
       await this.options.sql.transaction(async (tx) => {
-        const row = await sessions.markReady({ tx, id: appointment.id, sessionId });
+        const row = await sessions.markReady({ tx, id: appointment.id, sessionId, roomUrl: roomUrl ?? null, closesAt });
         if (!row) return;
         await this.report(tx, now, [
           {
@@ -153,6 +164,21 @@ export class SessionService {
   }
 
   /**
+   * A provider whose rooms expire (Daily) keeps the room's expiry at the
+   * appointment's closesAt: after a reschedule the room is moved before
+   * anyone is given a token for the new times (API.md §8: a room that still
+   * expires at the old time locks everyone out). Idempotent, so concurrent
+   * callers need no lease. Throws ProviderUnavailableError when the provider
+   * cannot be reached.
+   */
+  async syncExpiry(appointment: AppointmentRow, budget: CallBudget): Promise<void> {
+    const { provider, sessions } = this.options;
+    if (!needsExpirySync(provider, appointment) || !provider.updateSession || !appointment.sessionId) return;
+    await provider.updateSession({ sessionId: appointment.sessionId, closesAt: appointment.closesAt }, budget);
+    await sessions.recordExpiry({ id: appointment.id, closesAt: appointment.closesAt });
+  }
+
+  /**
    * One pass of the background reconciler: marks sessions whose join window
    * has closed as failed, then claims due pending sessions with
    * FOR UPDATE SKIP LOCKED (replicas take disjoint rows) and attempts each.
@@ -180,6 +206,18 @@ export class SessionService {
     for (const id of claimed) {
       const row = await sessions.byId({ id });
       if (row) await this.attempt(row, { deadline: Date.now() + budgetMs });
+    }
+    if (provider.updateSession) {
+      for (const id of await sessions.expiryOutOfDate({ now, limit: batch })) {
+        const row = await sessions.byId({ id });
+        try {
+          if (row) await this.syncExpiry(row, { deadline: Date.now() + budgetMs });
+        } catch (error) {
+          // The next pass (or the next join) tries again; anything but an outage is worth a look.
+          if (isDatabaseUnavailable(error)) throw error;
+          if (!(error instanceof ProviderUnavailableError)) this.options.onError?.(error, row?.externalId ?? id);
+        }
+      }
     }
     return claimed.length;
   }

@@ -1,3 +1,4 @@
+import type { EjectionsRepository } from "../db/repositories/ejections.js";
 import type { TimedEventsRepository } from "../db/repositories/timed-events.js";
 import type { Sql } from "../db/sql.js";
 import type { ParticipantRole } from "../domain/join-window.js";
@@ -10,6 +11,8 @@ export interface TimedEventServiceOptions {
   timers: Pick<TimedEventsRepository, "nextDue" | "claimDue" | "record">;
   policy: TimedEventPolicy;
   now: () => Date;
+  /** With a provider that can eject: everyone is removed from the room when its window closes (API.md §10). */
+  ejections?: Pick<EjectionsRepository, "enqueue"> | undefined;
 }
 
 /** Appointments handled per transaction; a pass goes on while batches come back full (catching up after a downtime). */
@@ -32,19 +35,22 @@ export class TimedEventService {
       const due = await timers.claimDue({ tx, now, limit });
       if (due.length === 0) return { appointments: 0, events: 0 };
       const events: OutboundEvent[] = [];
+      const closed: string[] = [];
       const states = due.map((appointment) => {
         const emitted = appointment.timedEventsEmitted.filter(isTimedEventKind);
         const present = new Set<ParticipantRole>();
-        if (appointment.agentIssued) present.add("moderator");
-        if (appointment.customerIssued) present.add("participant");
+        if (appointment.agentCame) present.add("moderator");
+        if (appointment.customerCame) present.add("participant");
         const newly = dueTimedEvents(appointment, emitted, now, policy);
         for (const { kind, at } of newly) {
+          if (kind === "closed") closed.push(appointment.id);
           const event = timedEvent(kind, appointment.externalId, at, present);
           if (event) events.push(event);
         }
         return { id: appointment.id, ...timedEventState(appointment, [...emitted, ...newly.map(({ kind }) => kind)], policy) };
       });
       await timers.record({ tx, states, events, now });
+      await this.options.ejections?.enqueue({ tx, appointmentIds: closed, reason: "window_closed", now });
       return { appointments: due.length, events: events.length };
     });
   }

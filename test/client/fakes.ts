@@ -49,6 +49,13 @@ export async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
+/** The 425 a customer gets while the host has no live token (API.md §3, the waiting room). */
+export const waitingForHost = (retryAfter = "3"): Reply => ({
+  status: 425,
+  body: { type: "urn:joinwindow:problem:waiting_for_host", title: "Too Early", status: 425, code: "waiting_for_host" },
+  headers: { "retry-after": retryAfter },
+});
+
 export interface Reply {
   status: number;
   body?: unknown;
@@ -157,6 +164,7 @@ export function grantFor(appointment: Appointment, role: "moderator" | "particip
     sessionId: "ses_1",
     token,
     tokenId: "0f3e0000-0000-4000-8000-000000000001",
+    roomUrl: null as string | null,
     role,
     notBefore: role === "moderator" ? appointment.join.agentOpensAt : appointment.join.customerOpensAt,
     expiresAt: appointment.join.closesAt,

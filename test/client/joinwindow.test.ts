@@ -8,7 +8,7 @@ import {
   ServerClock,
   subjectOf,
 } from "../../src/client/joinwindow.js";
-import { appointmentAt, FakeService, FakeTime, grantFor, jwtFor, type Reply, settle } from "./fakes.js";
+import { appointmentAt, FakeService, FakeTime, grantFor, jwtFor, type Reply, settle, waitingForHost } from "./fakes.js";
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -394,6 +394,163 @@ describe("joining", () => {
     await settle();
     expect(client.state.status).toBe("joined");
     expect(service.joins[0]?.url).toBe("/v1/appointments/appt-123/join-token");
+  });
+});
+
+describe("the waiting room", () => {
+  it("waits for the host without an error, asks again every Retry-After, and joins once the host is in", async () => {
+    const { client, service, time, grants, states, join } = await setup({ startsInMinutes: 1 });
+    service.joinReplies.push(waitingForHost("3"), waitingForHost("3"), waitingForHost("3"), { status: 201, body: grantFor(service.appointment, "participant") });
+    const start = time.clientNow;
+    await join();
+    expect(client.state).toMatchObject({ status: "waiting_for_host", role: "participant" });
+    if (client.state.status === "waiting_for_host") expect(client.state.retryAt.getTime()).toBe(start + 3 * SECOND);
+    expect(grants).toHaveLength(0);
+    await time.advance(3 * SECOND - 1);
+    expect(service.joins).toHaveLength(1);
+    await time.advance(1);
+    expect(service.joins).toHaveLength(2);
+    expect(client.state.status).toBe("waiting_for_host");
+    await time.advance(6 * SECOND);
+    expect(service.joins.map((call) => call.at - start)).toEqual([0, 3 * SECOND, 6 * SECOND, 9 * SECOND]);
+    expect(service.joins.map((call) => call.body)).toEqual(Array(4).fill({ supersede: false }));
+    expect(client.state).toMatchObject({ status: "joined", session: { role: "participant" } });
+    expect(grants).toHaveLength(1);
+    // Asking again from the waiting room does not flash "joining" (nor anything else) every few seconds.
+    const shown = states.map((state) => state.status).filter((status, i, all) => status !== all[i - 1]);
+    expect(shown.slice(shown.indexOf("open"))).toEqual(["open", "joining", "waiting_for_host", "joined"]);
+    expect(time.pending).toBe(0);
+  });
+
+  it("keeps waiting for as long as the host takes: the wait uses up none of the join attempts", async () => {
+    const { client, service, time, join } = await setup({ startsInMinutes: 1, maxJoinAttempts: 2 });
+    service.joinFallback = waitingForHost("3");
+    await join();
+    await time.advance(5 * MINUTE);
+    expect(service.joins).toHaveLength(101);
+    expect(client.state.status).toBe("waiting_for_host");
+    // An outage on the way is retried as any other, and the wait goes on after it.
+    service.joinReplies.push({ status: 503, body: { code: "provider_unavailable" }, headers: { "retry-after": "1" } });
+    await time.advance(3 * SECOND);
+    expect(client.state).toMatchObject({ status: "retrying", reason: "provider_unavailable" });
+    await time.advance(SECOND);
+    expect(client.state.status).toBe("waiting_for_host");
+    service.joinFallback = { status: 201, body: grantFor(service.appointment, "participant") };
+    await time.advance(3 * SECOND);
+    expect(client.state.status).toBe("joined");
+  });
+
+  it.each([
+    ["a Retry-After above the contract's 10 s", "120", 10 * SECOND],
+    ["no Retry-After", undefined, SECOND],
+    ["a Retry-After of 0", "0", SECOND],
+  ])("asks again within 1–10 s, whatever the answer says: %s", async (_, retryAfter, expectedMs) => {
+    const { service, time, join } = await setup({ startsInMinutes: 1 });
+    const reply = waitingForHost();
+    service.joinReplies.push(retryAfter === undefined ? { ...reply, headers: {} } : waitingForHost(retryAfter));
+    service.joinFallback = { status: 201, body: grantFor(service.appointment, "participant") };
+    await join();
+    await time.advance(expectedMs - 1);
+    expect(service.joins).toHaveLength(1);
+    await time.advance(1);
+    expect(service.joins).toHaveLength(2);
+  });
+
+  it("reads a Retry-After given as a date on the server's clock, as for too_early", async () => {
+    // The client's clock is 10 minutes slow; the server asks for the next attempt 5 s from its own now.
+    const { client, service, time, join } = await setup({ skewMs: 10 * MINUTE, startsInMinutes: 1 });
+    const askAt = Math.floor(service.serverNow() / SECOND) * SECOND + 5 * SECOND;
+    service.joinReplies.push(waitingForHost(new Date(askAt).toUTCString()));
+    service.joinFallback = { status: 201, body: grantFor(service.appointment, "participant") };
+    const start = time.clientNow;
+    await join();
+    expect(client.state.status).toBe("waiting_for_host");
+    await time.advance(10 * SECOND);
+    const waited = (service.joins[1]?.at ?? Number.NaN) - start;
+    expect(Math.abs(waited - (askAt - (start + 10 * MINUTE)))).toBeLessThanOrEqual(SECOND);
+    expect(client.state.status).toBe("joined");
+  });
+
+  it("tells too_early (wait for the opening time) from waiting_for_host (the host is not in yet)", async () => {
+    const { client, service, time, join } = await setup({ startsInMinutes: 5 });
+    service.joinReplies.push(
+      { status: 425, body: { code: "too_early", opensAt: service.appointment.join.customerOpensAt }, headers: { "retry-after": "2" } },
+      waitingForHost("3"),
+      { status: 201, body: grantFor(service.appointment, "participant") },
+    );
+    await join();
+    expect(client.state).toMatchObject({ status: "retrying", operation: "join", reason: "too_early" });
+    await time.advance(2 * SECOND);
+    expect(client.state.status).toBe("waiting_for_host");
+    expect("reason" in client.state).toBe(false);
+    await time.advance(3 * SECOND);
+    expect(client.state.status).toBe("joined");
+
+    // A long wait for the opening time goes back to the countdown; the waiting room never does.
+    const far = await setup({ startsInMinutes: 5 });
+    far.service.joinReplies.push(waitingForHost("3"), {
+      status: 425,
+      body: { code: "too_early", opensAt: far.service.appointment.join.customerOpensAt },
+      headers: { "retry-after": "3600" },
+    });
+    far.service.appointment = appointmentAt(far.service.serverNow(), 65);
+    await far.join();
+    expect(far.client.state.status).toBe("waiting_for_host");
+    await far.time.advance(3 * SECOND);
+    expect(far.client.state.status).toBe("waiting");
+  });
+
+  it.each([
+    [{ status: 410, body: { code: "join_window_closed", closedAt: "2026-11-23T14:00:00.000Z" } }, "closed"],
+    [{ status: 409, body: { code: "appointment_cancelled" } }, "cancelled"],
+    [{ status: 403, body: { code: "access_blocked" } }, "blocked"],
+  ] as const)("ends the wait with what the server answers next: %j", async (reply, status) => {
+    const { client, service, time, join } = await setup({ startsInMinutes: 1 });
+    service.joinReplies.push(waitingForHost("3"), reply);
+    await join();
+    await time.advance(3 * SECOND);
+    expect(client.state.status).toBe(status);
+    expect(time.pending).toBe(0);
+  });
+
+  it("refresh() asks at once (a background tab's timers are throttled), keeping the choice to supersede", async () => {
+    const { client, service, time, join } = await setup({ startsInMinutes: 1 });
+    service.joinReplies.push({ status: 409, body: { code: "active_elsewhere", otherAppointmentId: "appt-9" } }, waitingForHost("10"));
+    await join();
+    client.confirmSupersede();
+    await settle();
+    expect(client.state.status).toBe("waiting_for_host");
+    service.joinReplies.push({ status: 201, body: grantFor(service.appointment, "participant") });
+    await time.advance(SECOND);
+    client.refresh();
+    await settle();
+    expect(service.joins.map((call) => call.body)).toEqual([{ supersede: false }, { supersede: true }, { supersede: true }]);
+    expect(client.state.status).toBe("joined");
+    expect(time.pending).toBe(0);
+  });
+
+  it("stops asking on stop()", async () => {
+    const { client, service, time, join } = await setup({ startsInMinutes: 1 });
+    service.joinFallback = waitingForHost("3");
+    await join();
+    client.stop();
+    expect(time.pending).toBe(0);
+    await time.advance(MINUTE);
+    expect(service.joins).toHaveLength(1);
+  });
+
+  it("hands over the room URL of the join answer, and null from a server that sends none", async () => {
+    const { client, service, grants, join } = await setup({ startsInMinutes: 1 });
+    service.joinReplies.push({ status: 201, body: { ...grantFor(service.appointment, "participant"), roomUrl: "https://acme.daily.co/appt-123" } });
+    await join();
+    expect(grants[0]?.roomUrl).toBe("https://acme.daily.co/appt-123");
+    expect(client.state).toMatchObject({ status: "joined", session: { roomUrl: "https://acme.daily.co/appt-123" } });
+
+    const older = await setup({ startsInMinutes: 1 });
+    const { roomUrl: _roomUrl, ...withoutRoomUrl } = grantFor(older.service.appointment, "participant");
+    older.service.joinReplies.push({ status: 201, body: withoutRoomUrl });
+    await older.join();
+    expect(older.grants[0]?.roomUrl).toBeNull();
   });
 });
 

@@ -10,6 +10,8 @@ const appointment = (overrides: Partial<JoinableAppointment> = {}): JoinableAppo
   agentId: "agent",
   customerId: "cust",
   maxParticipants: 2,
+  // The waiting room has its own tests below; elsewhere the customer may be first.
+  waitingRoom: false,
   agentOpensAt: at("2026-11-23T13:50:00.000Z"),
   customerOpensAt: at("2026-11-23T13:55:00.000Z"),
   closesAt: at("2026-11-23T14:45:00.000Z"),
@@ -105,5 +107,35 @@ describe("the second half of API.md §3: who holds live tokens", () => {
     const live = [token("agent"), token("cust", "a2", "appt-2")];
     expect(refusal(() => checkHolders(single, { userId: "cust", supersede: false }, live)).code).toBe("active_elsewhere");
     expect(refusal(() => checkHolders(single, { userId: "cust", supersede: true }, live)).code).toBe("participant_limit");
+  });
+});
+
+describe("the waiting room (API.md §3)", () => {
+  const token = (userId: string, appointmentId = "a1", externalId = "appt-1"): LiveToken => ({ userId, appointmentId, externalId });
+  const waiting = appointment({ waitingRoom: true });
+
+  it("holds the customer with 425 waiting_for_host and a Retry-After of at most 10 s until the agent holds a live token", () => {
+    const error = refusal(() => checkHolders(waiting, { userId: "cust", supersede: false }, []));
+    expect(error).toMatchObject({ status: 425, code: "waiting_for_host" });
+    const retryAfter = Number(error.headers["retry-after"]);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(10);
+    expect(() => checkHolders(waiting, { userId: "cust", supersede: false }, [token("agent")])).not.toThrow();
+  });
+
+  it("never holds the agent, and does not count the agent's token in another appointment", () => {
+    expect(() => checkHolders(waiting, { userId: "agent", supersede: false }, [])).not.toThrow();
+    const elsewhere = [token("agent", "a2", "appt-2")];
+    expect(refusal(() => checkHolders(waiting, { userId: "cust", supersede: false }, elsewhere)).code).toBe("waiting_for_host");
+  });
+
+  it("comes before active elsewhere, so a customer's supersede while waiting changes nothing", () => {
+    const live = [token("cust", "a2", "appt-2")];
+    expect(refusal(() => checkHolders(waiting, { userId: "cust", supersede: true }, live)).code).toBe("waiting_for_host");
+    expect(refusal(() => checkHolders(waiting, { userId: "cust", supersede: false }, live)).code).toBe("waiting_for_host");
+  });
+
+  it("lets the customer in first when the waiting room is off", () => {
+    expect(() => checkHolders(appointment({ waitingRoom: false }), { userId: "cust", supersede: false }, [])).not.toThrow();
   });
 });

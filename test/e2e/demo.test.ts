@@ -59,8 +59,8 @@ describe("npm run demo", () => {
       expect(url.search).toBe("");
       expect(url.hash).toMatch(/^#token=[\w-]+\.[\w-]+\.[\w-]+$/);
     }
-    const [, nowCustomer, soonAgent, soonCustomer] = links;
-    if (!nowCustomer || !soonAgent || !soonCustomer) throw new Error(output);
+    const [nowAgent, nowCustomer, soonAgent, soonCustomer] = links;
+    if (!nowAgent || !nowCustomer || !soonAgent || !soonCustomer) throw new Error(output);
     // Both appointments belong to the same customer, so the second join asks to leave the first.
     expect(nowCustomer.url.hash).toBe(soonCustomer.url.hash);
 
@@ -97,6 +97,13 @@ describe("npm run demo", () => {
       );
     }
 
+    // The waiting room: the customer who asks before the agent is held, and asks again a few seconds later.
+    const held = await joinToken(nowCustomer);
+    expect(held.status).toBe(425);
+    expect(((await held.json()) as { code: string }).code).toBe("waiting_for_host");
+    expect(Number(held.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(Number(held.headers.get("retry-after"))).toBeLessThanOrEqual(10);
+    expect((await joinToken(nowAgent)).status).toBe(201);
     expect((await joinToken(nowCustomer)).status).toBe(201);
     // About two minutes ahead when booked, however long the demo took to start: Retry-After counts to customerOpensAt.
     const { join } = await read(soonCustomer);
@@ -104,6 +111,7 @@ describe("npm run demo", () => {
     const early = await joinToken(soonCustomer);
     const after = Date.now();
     expect(early.status).toBe(425);
+    expect(((await early.json()) as { code: string }).code).toBe("too_early");
     const wait = Number(early.headers.get("retry-after"));
     expect(wait).toBeGreaterThanOrEqual(Math.ceil((Date.parse(join.customerOpensAt) - after) / 1000));
     expect(wait).toBeLessThanOrEqual(Math.ceil((Date.parse(join.customerOpensAt) - before) / 1000));

@@ -81,6 +81,19 @@ describe("the join page in Chromium", () => {
     };
   }
 
+  /**
+   * The agent's desktop takes its token, as it does when the agent joins: the waiting room (on by default)
+   * holds the customer until then, so a test about anything else has the host in first, as in a real visit.
+   */
+  async function hostJoins(appointment: { externalId: string; agent: string }) {
+    const res = await t.app.inject({
+      method: "POST",
+      url: `/v1/appointments/${appointment.externalId}/join-token`,
+      headers: bearer(userJwt(appointment.agent)),
+    });
+    expect(res.statusCode).toBe(201);
+  }
+
   /** Opens /join/{id} as `userId`, the JWT in the fragment as the invitation link has it. */
   async function visit(externalId: string, userId: string | null, options = DESKTOP) {
     const watched = await openPage(browser, options);
@@ -221,6 +234,9 @@ describe("the join page in Chromium", () => {
     const customer = `cust-${Date.now()}`;
     const other = await schedule({ startsInMinutes: 0, customerId: customer, agentName: "Dr. Okafor" });
     const a = await schedule({ startsInMinutes: 2, customerId: customer });
+    // Both hosts are in: the waiting room is checked before a collision, and would hold the customer first.
+    await hostJoins(other);
+    await hostJoins(a);
     const first = await t.app.inject({
       method: "POST",
       url: `/v1/appointments/${other.externalId}/join-token`,
@@ -312,6 +328,7 @@ describe("the join page in Chromium", () => {
       expect(await joinButton(v.page).getAttribute("aria-disabled")).toBe("true");
       await expect.poll(() => stateOf(v.page), { timeout: 60_000 }).toBe("open");
       expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(a.join.customerOpensAt) - 1000);
+      await hostJoins(a);
       await joinButton(v.page).click();
       await expectState(v.page, "joined");
     },
@@ -376,9 +393,53 @@ describe("the join page in Chromium", () => {
   );
 
   it(
+    "the customer who joins before the agent waits for the host, calmly, and joins by itself once the agent is in",
+    async () => {
+      const a = await schedule({ startsInMinutes: 1 });
+      const v = await visit(a.externalId, a.customer);
+      const answers: { status: number; code: unknown }[] = [];
+      v.page.on("response", async (response) => {
+        if (!response.url().endsWith("/join-token")) return;
+        const body = (await response.json().catch(() => null)) as { code?: unknown } | null;
+        answers.push({ status: response.status(), code: body?.code });
+      });
+      await v.go();
+      await expectState(v.page, "open");
+      await joinButton(v.page).click();
+      await expectState(v.page, "waiting_for_host");
+      expect(await statusText(v.page)).toBe(
+        "Waiting for the host… You will be connected as soon as Dr. Lee arrives. Please keep this page open.",
+      );
+      // Nothing to press and nothing counting down: the page asks again by itself.
+      expect(await joinButton(v.page).isHidden()).toBe(true);
+      expect(await v.page.locator(".timer").isHidden()).toBe(true);
+      // Its own calm look, not the notice colours of a problem (retrying, errors).
+      const look = `(({ backgroundColor, borderLeftColor }) => [backgroundColor, borderLeftColor])(getComputedStyle(document.getElementById("jw-status")))`;
+      expect(await v.page.evaluate(look)).toEqual(["rgb(236, 253, 245)", "rgb(4, 120, 87)"]);
+      await expect.poll(() => answers.length, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
+      expect(await stateOf(v.page)).toBe("waiting_for_host");
+      expect(answers.every((answer) => answer.status === 425 && answer.code === "waiting_for_host"), JSON.stringify(answers)).toBe(true);
+      await screenshot(v.page, "14-waiting-for-host");
+      await expectClean(v);
+
+      await hostJoins(a);
+      await expectState(v.page, "joined");
+      await expectPlainJoined(v.page, a.sessionId);
+      expect(answers.at(-1)).toEqual({ status: 201, code: undefined });
+      expect(answers.slice(0, -1).every((answer) => answer.code === "waiting_for_host")).toBe(true);
+      const events = await t.app.inject({ method: "GET", url: `/v1/appointments/${a.externalId}/events`, headers: operator });
+      const issued = events.json().events.filter((e: { type: string }) => e.type === "token.issued");
+      expect(issued).toHaveLength(2);
+      await expectClean(v);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
     "says what it is doing while the video provider is unavailable, and joins once it is back",
     async () => {
       const a = await schedule({ startsInMinutes: 1 });
+      await hostJoins(a);
       const v = await visit(a.externalId, a.customer);
       // The provider's outage is played by the browser's network layer: the first join request is answered 503.
       let refused = false;
@@ -416,6 +477,7 @@ describe("the join page in Chromium", () => {
       await expectClean(v);
 
       const b = await schedule({ startsInMinutes: 1 });
+      await hostJoins(b);
       const w = await visit(b.externalId, b.customer, PHONE);
       await w.go();
       await expectState(w.page, "open");
@@ -439,6 +501,7 @@ describe("the join page in Chromium", () => {
     "works embedded in a portal on another origin: CORS, the Date header and the client script's CORP",
     async () => {
       const a = await schedule({ startsInMinutes: 1 });
+      await hostJoins(a);
       const v = await openPage(browser, DESKTOP);
       pages.push(v);
       // The user's clock is 10 minutes slow: only the exposed Date header lets the client see that the window is open.

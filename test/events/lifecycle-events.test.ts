@@ -662,7 +662,7 @@ describe("session events of a remote provider (genesys)", () => {
       expect(typesOf(events)).toEqual(["session.failed"]);
       const appointment = await readAppointment(t, externalId);
       expect(ownData(events[0])).toEqual({ session: appointment.session });
-      expect(appointment.session).toEqual({ provider: "genesys", id: null, status: "failed" });
+      expect(appointment.session).toEqual({ provider: "genesys", id: null, status: "failed", roomUrl: null });
     } finally {
       clock.advance(-30 * MINUTE_MS);
       fake.createSession.reset();

@@ -36,7 +36,13 @@ export interface ScheduleOptions {
   agentId?: string;
   customerId?: string;
   revision?: number;
-  settings?: Record<string, unknown>;
+  /**
+   * The event's settings. Without any, the event says `waitingRoom: false`:
+   * most tests let the customer join first; the waiting room has its own
+   * tests (test/http/waiting-room.test.ts). `null`: no settings at all (the
+   * contract's defaults).
+   */
+  settings?: Record<string, unknown> | null;
   now?: Date;
 }
 
@@ -55,7 +61,7 @@ export function scheduledEvent(options: ScheduleOptions = {}) {
       timeZone: "America/New_York",
       agent: { id: options.agentId ?? uniqueId("agent"), name: "Dr. Lee" },
       customer: { id: options.customerId ?? uniqueId("cust"), name: "Pat Doe" },
-      ...(options.settings ? { settings: options.settings } : {}),
+      ...(options.settings === null ? {} : { settings: { waitingRoom: false, ...options.settings } }),
     },
   };
 }

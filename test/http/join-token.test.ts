@@ -61,6 +61,7 @@ describe("POST /v1/appointments/{externalId}/join-token", () => {
       sessionId: a.appointment.session.id,
       token: expect.any(String),
       tokenId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      roomUrl: null,
       role: "moderator",
       notBefore: a.appointment.join.agentOpensAt,
       expiresAt: a.appointment.join.closesAt,

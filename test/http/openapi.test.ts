@@ -47,6 +47,10 @@ const REQUESTS: Record<string, () => { headers?: Record<string, string>; payload
     payload: JSON.stringify({ url: "https://93.184.215.14/hooks" }),
   }),
   "GET /v1/subscriptions": () => ({ headers: subscriber }),
+  "POST /v1/presence": () => ({
+    headers: { ...operator, "content-type": "application/json" },
+    payload: '{"tokenId":"0f3e0000-0000-4000-8000-000000000000","state":"left"}',
+  }),
   "GET /v1/subscriptions/{id}": () => ({ headers: subscriber }),
   "DELETE /v1/subscriptions/{id}": () => ({ headers: subscriber }),
   "POST /v1/subscriptions/{id}/rotate-secret": () => ({ headers: subscriber }),

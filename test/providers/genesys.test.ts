@@ -19,6 +19,7 @@ const EXPIRES_IN = 3600;
 const SESSION: SessionRequest = {
   externalId: "appt-2002",
   settings: { maxParticipants: 2, waitingRoom: true, recording: false },
+  closesAt: new Date(Date.now() + 3600_000),
 };
 
 let fake: FakeGenesys;
@@ -148,7 +149,7 @@ describe("wire format", () => {
   it("passes settings and roles through as they are", async () => {
     const p = provider();
     const { sessionId } = await p.createSession(
-      { externalId: "x", settings: { maxParticipants: 5, waitingRoom: false, recording: true } },
+      { externalId: "x", settings: { maxParticipants: 5, waitingRoom: false, recording: true }, closesAt: new Date(Date.now() + 3600_000) },
       budget(),
     );
     await p.issueToken(tokenRequest(sessionId, { role: "moderator", userId: "agent-7" }), budget());

@@ -128,7 +128,7 @@ describe("local video provider", () => {
     const provider = new LocalVideoProvider({ keys: store(new Clock(new Date())), issuer: "joinwindow" });
     const settings = { maxParticipants: 2, waitingRoom: false, recording: false };
     const ids = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => provider.createSession({ externalId: `apt-${i}`, settings })),
+      Array.from({ length: 20 }, (_, i) => provider.createSession({ externalId: `apt-${i}`, settings, closesAt: new Date() })),
     );
     for (const { sessionId } of ids) expect(sessionId).toMatch(/^ses_[A-Za-z0-9_-]{24}$/);
     expect(new Set(ids.map((s) => s.sessionId)).size).toBe(ids.length);

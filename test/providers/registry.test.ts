@@ -32,7 +32,7 @@ async function heavyPackagesLoaded(env: Record<string, string>): Promise<string[
 describe("the provider registry", () => {
   it("names each provider once, and VIDEO_PROVIDER takes exactly those names", () => {
     const names = providerAdapters.map((adapter) => adapter.name);
-    expect(names).toEqual(["local", "vonage", "genesys"]);
+    expect(names).toEqual(["local", "vonage", "genesys", "livekit", "daily"]);
     for (const name of names) expect(loadConfig({ VIDEO_PROVIDER: name }).videoProvider).toBe(name);
   });
 

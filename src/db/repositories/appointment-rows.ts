@@ -15,6 +15,10 @@ export const APPOINTMENT_COLUMNS = `id, external_id AS "externalId", status, rev
   closes_at AS "closesAt", provider, session_id AS "sessionId", session_status AS "sessionStatus",
   session_attempts AS "sessionAttempts", session_next_attempt_at AS "sessionNextAttemptAt",
   session_last_error AS "sessionLastError", session_claimed_until AS "sessionClaimedUntil",
+  session_room_url AS "sessionRoomUrl", session_closes_at AS "sessionClosesAt",
+  agent_present AS "agentPresent", agent_present_since AS "agentPresentSince", agent_presence_at AS "agentPresenceAt",
+  customer_present AS "customerPresent", customer_present_since AS "customerPresentSince",
+  customer_presence_at AS "customerPresenceAt",
   access_blocked AS "accessBlocked", timed_events_emitted AS "timedEventsEmitted", next_timed_event_at AS "nextTimedEventAt",
   cancelled_at AS "cancelledAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
 

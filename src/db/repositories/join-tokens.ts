@@ -2,6 +2,7 @@ import type { LiveToken } from "../../domain/join-rules.js";
 import type { ParticipantRole } from "../../domain/join-window.js";
 import type { PrismaClient } from "../database.js";
 import { type Queryable, statement } from "../sql.js";
+import { ejectionsFrom } from "./ejections.js";
 import { wanted } from "./outbox.js";
 
 /** Live tokens of the caller anywhere, and of anyone in this appointment: the §3 collision and cap checks in one read. */
@@ -41,15 +42,28 @@ const JOIN_EVENTS = `events AS (
        SELECT 'token.issued', $12::text, $3::timestamptz, $14::jsonb, $3::timestamptz) AS e
      WHERE ${wanted("e.type")}),`;
 
-const issueToken = (withEvents: boolean) =>
+/**
+ * With a provider that can eject (API.md §10): a removal of the caller from
+ * each room they left by superseding (not from this one: a replaced token is
+ * the same person reconnecting).
+ */
+const SUPERSEDED_EJECTIONS = `ejected AS (${ejectionsFrom(
+  `SELECT r.appointment_id, a.external_id, r.provider, r.session_id, $1::text AS user_id, r.role, r.id AS token_id,
+          r.revocation_reason::text AS reason
+   FROM revoked r JOIN appointments a ON a.id = r.appointment_id WHERE r.revocation_reason = 'superseded'`,
+  "$3::timestamptz",
+)}),`;
+
+const issueToken = (withEvents: boolean, ejecting: boolean) =>
   statement(
-    withEvents ? "jw_issue_token_with_events" : "jw_issue_token",
+    `jw_issue_token${withEvents ? "_with_events" : ""}${ejecting ? "_ejecting" : ""}`,
     `WITH revoked AS (
      UPDATE join_tokens
      SET revoked_at = $3,
          revocation_reason = (CASE WHEN appointment_id = $2 THEN 'replaced' ELSE 'superseded' END)::"RevocationReason"
      WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3
-     RETURNING id, appointment_id, role, revocation_reason),
+     RETURNING id, appointment_id, role, revocation_reason, provider, session_id),
+   ${ejecting ? SUPERSEDED_EJECTIONS : ""}
    lost AS (
      SELECT a.external_id, r.appointment_id = $2 AS here, count(*)::int AS n
      FROM revoked r JOIN appointments a ON a.id = r.appointment_id
@@ -69,8 +83,11 @@ const issueToken = (withEvents: boolean) =>
           CASE WHEN EXISTS (SELECT 1 FROM lost WHERE here) THEN 'replaced_previous' ELSE 'issued' END, $13::jsonb`,
   );
 
-const ISSUE_TOKEN = issueToken(false);
-const ISSUE_TOKEN_WITH_EVENTS = issueToken(true);
+/** The four variants, by [withEvents][ejecting]: a service that needs neither pays for neither. */
+const ISSUE_TOKEN = [
+  [issueToken(false, false), issueToken(false, true)],
+  [issueToken(true, false), issueToken(true, true)],
+] as const;
 
 export interface StoredToken {
   id: string;
@@ -96,13 +113,22 @@ const TOKEN_BY_HASH = statement(
    WHERE t.token_hash = $1`,
 );
 
-/** Live tokens of an appointment ($1, externalId $5), of one user ($4) or of everyone ($4 null), with a `token.revoked` event each. */
+/**
+ * Live tokens of an appointment ($1, externalId $5), of one user ($4) or of
+ * everyone ($4 null), with a `token.revoked` event each and, when the
+ * provider can eject ($6), a removal of each holder from the room.
+ */
 const REVOKE_APPOINTMENT_TOKENS = statement(
   "jw_revoke_appointment_tokens",
   `WITH revoked AS (
      UPDATE join_tokens SET revoked_at = $2, revocation_reason = $3::"RevocationReason"
      WHERE appointment_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ($4::text IS NULL OR user_id = $4)
-     RETURNING id, user_id, role),
+     RETURNING id, user_id, role, provider, session_id),
+   ejected AS (${ejectionsFrom(
+     `SELECT $1::uuid AS appointment_id, $5::text AS external_id, provider, session_id, user_id, role, id AS token_id, $3::text AS reason
+      FROM revoked WHERE $6::boolean AND $3::text <> 'replaced'`,
+     "$2::timestamptz",
+   )}),
    events AS (
      INSERT INTO outbox_events (type, external_id, at, data, created_at)
      SELECT 'token.revoked', $5, $2, jsonb_build_object('tokenId', id, 'userId', user_id, 'role', role, 'reason', $3::text), $2
@@ -112,7 +138,8 @@ const REVOKE_APPOINTMENT_TOKENS = statement(
 
 /**
  * An operator revokes one token ($1) if it is still live: the revocation, its
- * `token.revoked` event and the audit entry (`revoked`, or `was_not_live`),
+ * `token.revoked` event, the removal of its holder from the room when the
+ * provider can eject ($4) and the audit entry (`revoked`, or `was_not_live`),
  * in one statement. $2 now, $3 actor.
  */
 const REVOKE_ONE_BY_OPERATOR = statement(
@@ -122,7 +149,12 @@ const REVOKE_ONE_BY_OPERATOR = statement(
    revoked AS (
      UPDATE join_tokens SET revoked_at = $2, revocation_reason = 'operator'
      WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2
-     RETURNING id),
+     RETURNING id, appointment_id, user_id, role, provider, session_id),
+   ejected AS (${ejectionsFrom(
+     `SELECT r.appointment_id, t.external_id, r.provider, r.session_id, r.user_id, r.role, r.id AS token_id, 'operator' AS reason
+      FROM revoked r JOIN token t ON t.id = r.id WHERE $4::boolean`,
+     "$2::timestamptz",
+   )}),
    events AS (
      INSERT INTO outbox_events (type, external_id, at, data, created_at)
      SELECT 'token.revoked', external_id, $2,
@@ -160,7 +192,12 @@ export interface NewToken {
 
 /** Join tokens, stored only as hashes. */
 export class JoinTokensRepository {
-  constructor(private readonly db: { sql: Queryable; prisma: PrismaClient }) {}
+  /** `ejects`: the provider can remove participants, so revocations enqueue removals (API.md §10). */
+  constructor(private readonly db: { sql: Queryable; prisma: PrismaClient; ejects?: boolean }) {}
+
+  private get ejects(): boolean {
+    return this.db.ejects === true;
+  }
 
   /** In `tx` when given (then its snapshot follows the transaction's locks). */
   async liveAround({ tx, userId, appointmentId, now }: { tx?: Queryable | undefined; userId: string; appointmentId: string; now: Date }) {
@@ -172,7 +209,7 @@ export class JoinTokensRepository {
     const { tokenId, userId, role } = token;
     const expiresAt = token.expiresAt.toISOString();
     const detail = { tokenId, userId, role, expiresAt };
-    await token.tx.query(token.withEvents ? ISSUE_TOKEN_WITH_EVENTS : ISSUE_TOKEN, [
+    await token.tx.query(ISSUE_TOKEN[token.withEvents ? 1 : 0][this.ejects ? 1 : 0], [
       token.userId,
       token.appointmentId,
       token.now,
@@ -211,7 +248,7 @@ export class JoinTokensRepository {
     userId: string | null;
     now: Date;
   }): Promise<number> {
-    return (await tx.query(REVOKE_APPOINTMENT_TOKENS, [appointmentId, now, reason, userId, externalId])).length;
+    return (await tx.query(REVOKE_APPOINTMENT_TOKENS, [appointmentId, now, reason, userId, externalId, this.ejects])).length;
   }
 
   /** One token's id, by its value's hash or by its id; null when unknown. */
@@ -221,7 +258,7 @@ export class JoinTokensRepository {
 
   /** An operator's revocation of one token, if it is still live, with its event and audit entry; false when it was not live. */
   async revokeByOperator({ id, actor, now }: { id: string; actor: string; now: Date }): Promise<boolean> {
-    const [row] = await this.db.sql.query<{ revoked: number }>(REVOKE_ONE_BY_OPERATOR, [id, now, actor]);
+    const [row] = await this.db.sql.query<{ revoked: number }>(REVOKE_ONE_BY_OPERATOR, [id, now, actor, this.ejects]);
     return (row?.revoked ?? 0) > 0;
   }
 }

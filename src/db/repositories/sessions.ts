@@ -4,7 +4,8 @@ import { APPOINTMENT_COLUMNS, type AppointmentRow } from "./appointment-rows.js"
 
 const MARK_READY = statement(
   "jw_session_ready",
-  `UPDATE appointments SET session_id = $2, session_status = 'ready', session_claimed_until = NULL,
+  `UPDATE appointments SET session_id = $2, session_room_url = $3, session_closes_at = $4,
+     session_status = 'ready', session_claimed_until = NULL,
      session_next_attempt_at = NULL, session_last_error = NULL, session_attempts = session_attempts + 1
    WHERE id = $1 AND session_status = 'pending'
    RETURNING ${APPOINTMENT_COLUMNS}`,
@@ -16,6 +17,25 @@ const MARK_FAILED_ATTEMPT = statement(
      session_next_attempt_at = $4, session_last_error = $5
    WHERE id = $1 AND session_status = 'pending'
    RETURNING ${APPOINTMENT_COLUMNS}`,
+);
+
+/**
+ * Ready sessions of a provider whose rooms expire, made for other times than
+ * the appointment has now (it was rescheduled): their expiry must follow.
+ * Scanned only with such a provider (Daily).
+ */
+const EXPIRY_OUT_OF_DATE = statement(
+  "jw_session_expiry_out_of_date",
+  `SELECT id FROM appointments
+   WHERE status = 'scheduled' AND session_status = 'ready' AND closes_at > $1
+     AND session_closes_at IS DISTINCT FROM closes_at
+   LIMIT $2`,
+);
+
+/** The provider's session now expires at $2 (unless the appointment moved again meanwhile). */
+const RECORD_EXPIRY = statement(
+  "jw_session_expiry_moved",
+  `UPDATE appointments SET session_closes_at = $2 WHERE id = $1 AND closes_at = $2`,
 );
 
 const FAIL_OVERDUE = statement(
@@ -33,7 +53,7 @@ const FAIL_OVERDUE = statement(
  * and events.
  */
 export class SessionsRepository {
-  constructor(private readonly db: { prisma: PrismaClient }) {}
+  constructor(private readonly db: { prisma: PrismaClient; sql: Queryable }) {}
 
   async byId({ id }: { id: string }): Promise<AppointmentRow | null> {
     return this.db.prisma.appointment.findUnique({ where: { id } });
@@ -70,9 +90,30 @@ export class SessionsRepository {
   }
 
   /** The session was created: ready, lease released. Undefined when it was no longer pending. */
-  async markReady({ tx, id, sessionId }: { tx: Queryable; id: string; sessionId: string }): Promise<AppointmentRow | undefined> {
-    const [row] = await tx.query<AppointmentRow>(MARK_READY, [id, sessionId]);
+  async markReady({
+    tx,
+    id,
+    sessionId,
+    roomUrl,
+    closesAt,
+  }: {
+    tx: Queryable;
+    id: string;
+    sessionId: string;
+    roomUrl: string | null;
+    /** The closesAt the session was made for. */
+    closesAt: Date;
+  }): Promise<AppointmentRow | undefined> {
+    const [row] = await tx.query<AppointmentRow>(MARK_READY, [id, sessionId, roomUrl, closesAt]);
     return row;
+  }
+
+  async expiryOutOfDate({ now, limit }: { now: Date; limit: number }): Promise<string[]> {
+    return (await this.db.sql.query<{ id: string }>(EXPIRY_OUT_OF_DATE, [now, limit])).map((row) => row.id);
+  }
+
+  async recordExpiry({ id, closesAt }: { id: string; closesAt: Date }): Promise<void> {
+    await this.db.sql.query(RECORD_EXPIRY, [id, closesAt]);
   }
 
   /** An attempt failed: pending again from `nextAttemptAt`, or failed for good when that is null. Undefined when it was no longer pending. */

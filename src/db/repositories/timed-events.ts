@@ -7,24 +7,33 @@ import { outboxColumns, outboxInsert } from "./outbox.js";
 const STILL_COUNTS = `(t.revocation_reason IS NULL OR t.revocation_reason NOT IN ('rescheduled', 'cancelled'))`;
 
 /**
+ * Whether a participant came, for `appointment.no_show` (API.md §9): once a
+ * presence source has reported on this window (for either of them), what it
+ * said of this one (any report: they were in the room at some point);
+ * until then, whether they were issued a token for the window as it is.
+ */
+const came = (prefix: "agent" | "customer", userColumn: string, opensColumn: string) =>
+  `CASE WHEN a.${prefix}_presence_at >= a.agent_opens_at THEN true
+        WHEN a.agent_presence_at >= a.agent_opens_at OR a.customer_presence_at >= a.agent_opens_at THEN false
+        ELSE EXISTS (SELECT 1 FROM join_tokens t
+                     WHERE t.appointment_id = a.id AND t.user_id = a.${userColumn} AND t.not_before = a.${opensColumn}
+                       AND t.expires_at = a.closes_at AND ${STILL_COUNTS}) END`;
+
+/**
  * Appointments with a timed event due (API.md §9), read through the partial
  * index on next_timed_event_at and row-locked, skipping those another replica
  * (or a join, a webhook) holds: each timed event is emitted by one replica.
- * With each, whether its agent and its customer were issued a token for its
- * current times (who counts as present for `appointment.no_show`): one made
- * for the window as it is now (its notBefore and expiry), not taken back by a
- * reschedule or a cancellation.
+ * With each, whether its agent and its customer came (who counts as present
+ * for `appointment.no_show`, see `came`): a token made for the window as it
+ * is now (its notBefore and expiry), not taken back by a reschedule or a
+ * cancellation, counts until a presence source reports.
  */
 const CLAIM_DUE = statement(
   "jw_claim_timed_events",
   `SELECT a.id, a.external_id AS "externalId", a.starts_at AS "startsAt", a.agent_opens_at AS "agentOpensAt",
           a.customer_opens_at AS "customerOpensAt", a.closes_at AS "closesAt", a.timed_events_emitted AS "timedEventsEmitted",
-          EXISTS (SELECT 1 FROM join_tokens t
-                  WHERE t.appointment_id = a.id AND t.user_id = a.agent_id AND t.not_before = a.agent_opens_at
-                    AND t.expires_at = a.closes_at AND ${STILL_COUNTS}) AS "agentIssued",
-          EXISTS (SELECT 1 FROM join_tokens t
-                  WHERE t.appointment_id = a.id AND t.user_id = a.customer_id AND t.not_before = a.customer_opens_at
-                    AND t.expires_at = a.closes_at AND ${STILL_COUNTS}) AS "customerIssued"
+          ${came("agent", "agent_id", "agent_opens_at")} AS "agentCame",
+          ${came("customer", "customer_id", "customer_opens_at")} AS "customerCame"
    FROM appointments a
    WHERE a.next_timed_event_at <= $1
    ORDER BY a.next_timed_event_at
@@ -57,8 +66,8 @@ export interface DueAppointment {
   customerOpensAt: Date;
   closesAt: Date;
   timedEventsEmitted: string[];
-  agentIssued: boolean;
-  customerIssued: boolean;
+  agentCame: boolean;
+  customerCame: boolean;
 }
 
 export class TimedEventsRepository {

@@ -14,6 +14,10 @@ export interface DomainMetrics {
   deliveriesSettled: Counter<"outcome">;
   deliveryLatencySeconds: Histogram;
   deliveryAttemptSeconds: Histogram;
+  presenceReports: Counter<"via" | "result">;
+  ejections: Counter<"outcome">;
+  /** Reports the ejections waiting for an attempt, read at scrape time. */
+  watchEjections(pending: () => Promise<number>): void;
   /** Reports the number of pending provider sessions, read at scrape time. */
   watchPendingSessions(count: () => Promise<number>): void;
   /** Reports the outbox backlog (the oldest event not yet delivered, and the deliveries pending), read at scrape time. */
@@ -121,6 +125,32 @@ export default fp(
         buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
         registers: [registry],
       }),
+      presenceReports: new Counter({
+        name: "joinwindow_presence_reports_total",
+        help: "Presence reports (API.md §10) by source (gateway or provider) and result (taken, ignored, rejected, token_inactive)",
+        labelNames: ["via", "result"],
+        registers: [registry],
+      }),
+      ejections: new Counter({
+        name: "joinwindow_ejections_total",
+        help: "Attempts to remove a participant from the provider's room, by outcome (removed, not_present, rejoined, retry, failed)",
+        labelNames: ["outcome"],
+        registers: [registry],
+      }),
+      watchEjections(pending) {
+        new Gauge({
+          name: "joinwindow_ejections_pending",
+          help: "Removals from providers' rooms waiting for their next attempt",
+          registers: [registry],
+          async collect() {
+            try {
+              this.set(await pending());
+            } catch {
+              // the next scrape tries again
+            }
+          },
+        });
+      },
       watchOutbox(backlog, now) {
         let last: { oldest: Date | null; pending: number } | undefined;
         // One query per scrape for both gauges: the first to be collected reads, the second reuses it.

@@ -73,6 +73,7 @@ const appointmentRoutes: FastifyPluginAsyncTypebox<AppointmentRouteOptions> = as
             "appointment_cancelled",
             "access_blocked",
             "too_early",
+            "waiting_for_host",
             "join_window_closed",
             "active_elsewhere",
             "participant_limit",

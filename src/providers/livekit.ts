@@ -1,0 +1,44 @@
+import { httpUrl, text, type ValuesOf, type VariableSpecs } from "../env-variables.js";
+import type { ProviderAdapter } from "./provider-adapter.js";
+
+const variables = {
+  LIVEKIT_URL: { parse: httpUrl, description: "LiveKit server HTTP(S) base" },
+  LIVEKIT_API_KEY: { parse: text, description: "LiveKit API key" },
+  LIVEKIT_API_SECRET: { parse: text, secret: true, description: "LiveKit API secret" },
+} satisfies VariableSpecs;
+
+export type LiveKitSettings = ValuesOf<typeof variables>;
+
+/** LiveKit (API.md §8): rooms over RoomService (Twirp), access tokens signed in the process. */
+export const livekit: ProviderAdapter<typeof variables> = {
+  name: "livekit",
+  variables,
+  capabilities: {
+    remoteSessions: true,
+    remoteTokens: false,
+    eject: true,
+    presence: true,
+    sessionExpiry: false,
+    providerWaitingRoom: false,
+  },
+  // Every one of its variables is required.
+  configProblems: (settings) =>
+    Object.entries(settings)
+      .filter(([, value]) => !value)
+      .map(([name]) => `${name} is required with VIDEO_PROVIDER=livekit`),
+
+  async create({ settings, config, now, observe }) {
+    // The SDK (and the protobuf runtime under it) is loaded only when LiveKit is configured.
+    const { createLiveKitProvider } = await import("./livekit/provider.js");
+    return {
+      provider: createLiveKitProvider({
+        url: settings.LIVEKIT_URL ?? "",
+        apiKey: settings.LIVEKIT_API_KEY ?? "",
+        apiSecret: settings.LIVEKIT_API_SECRET ?? "",
+        timeoutMs: config.providerTimeoutMs,
+        now,
+        observe,
+      }),
+    };
+  },
+};
