@@ -1,8 +1,18 @@
-import { httpUrl, text, type ValuesOf, type VariableSpecs } from "../env-variables.js";
+import { httpUrl, type Parser, text, type ValuesOf, type VariableSpecs } from "../env-variables.js";
 import type { ProviderAdapter } from "./provider-adapter.js";
 
+/**
+ * LiveKit hands out its URL as wss://… (what clients connect to); its API is
+ * the same host over https, as the server SDK does the conversion too.
+ */
+const liveKitUrl: Parser<string> = (raw) => {
+  const http = raw.replace(/^ws(s?):\/\//i, "http$1://");
+  const parsed = httpUrl(http);
+  return parsed.ok ? parsed : { ok: false, expected: "an http(s) or ws(s) URL" };
+};
+
 const variables = {
-  LIVEKIT_URL: { parse: httpUrl, description: "LiveKit server HTTP(S) base" },
+  LIVEKIT_URL: { parse: liveKitUrl, description: "LiveKit server URL (https://… or the wss://… clients use)" },
   LIVEKIT_API_KEY: { parse: text, description: "LiveKit API key" },
   LIVEKIT_API_SECRET: { parse: text, secret: true, description: "LiveKit API secret" },
 } satisfies VariableSpecs;

@@ -135,6 +135,12 @@ export interface VideoProvider {
    * that say nothing about presence.
    */
   readCallback?(callback: ProviderCallback): Promise<PresenceReport[]>;
+  /**
+   * The id the provider knows a user by, when it is not the user id itself
+   * (Daily's `user_id` holds 36 characters): what its PresenceReport's
+   * `userId` carries. Absent: the user id.
+   */
+  identityOf?(userId: string): string;
 }
 
 /** One outbound call, for metrics: provider, operation, outcome and latency. */

@@ -44,7 +44,7 @@ export class EjectionService {
     const { ejections, attemptBudgetMs } = this.options;
     const now = this.options.now();
     const until = new Date(now.getTime() + attemptBudgetMs + LEASE_MARGIN_MS);
-    const claimed = await ejections.claimDue({ now, until, limit: BATCH });
+    const claimed = await ejections.claimDue({ provider: this.options.provider.name, now, until, limit: BATCH });
     await Promise.all(claimed.map((job) => this.attempt(job)));
     return claimed.length;
   }

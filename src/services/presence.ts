@@ -16,7 +16,7 @@ export interface PresenceServiceOptions {
   outbox: Pick<OutboxRepository, "record">;
   /** With a provider that can eject: someone a provider reports in the room without a live token is removed. */
   ejections?: Pick<EjectionsRepository, "enqueue"> | undefined;
-  provider: Pick<VideoProvider, "name">;
+  provider: Pick<VideoProvider, "name" | "identityOf">;
   now: () => Date;
 }
 
@@ -126,12 +126,14 @@ export class PresenceService {
       userId = token.userId;
       tokenId = token.id;
     }
+    // The provider may know users by an id of its own (Daily's user_id is at most 36 characters).
+    const identity = (id: string) => (tokenId === null && provider.identityOf ? provider.identityOf(id) : id);
     const role: ParticipantRole | undefined =
-      userId === appointment.agentId ? "moderator" : userId === appointment.customerId ? "participant" : undefined;
+      userId === identity(appointment.agentId) ? "moderator" : userId === identity(appointment.customerId) ? "participant" : undefined;
     if (!userId || !role) return undefined;
     return {
       appointmentId: appointment.id,
-      userId,
+      userId: role === "moderator" ? appointment.agentId : appointment.customerId,
       role,
       state: report.state,
       at: report.at,

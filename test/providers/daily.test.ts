@@ -5,6 +5,7 @@ import { daily } from "../../src/providers/daily.js";
 import {
   createDailyProvider,
   dailyRoomName,
+  dailyUserId,
   WEBHOOK_TIMESTAMP_TOLERANCE_MS,
 } from "../../src/providers/daily/provider.js";
 import type { ProviderHttpError } from "../../src/providers/http-client.js";
@@ -396,21 +397,24 @@ describe("issueToken", () => {
     expect(fake.join("another-room", token, notBefore)).toEqual({ joined: false, reason: "token is for another room" });
   });
 
-  it("refuses, without asking Daily, a user id longer than Daily's 36 characters", async () => {
+  it("gives Daily a user id longer than its 36 characters as a stable 36-character digest, and ejects by the same", async () => {
     const p = provider();
     const { sessionId } = await p.createSession(sessionRequest(), budget());
-    fake.requests.length = 0;
-    const error = await p.issueToken(tokenRequest(sessionId, { userId: "u".repeat(37) }), budget()).then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-    expect(error).toBeInstanceOf(Error);
-    expect(error).not.toBeInstanceOf(ProviderUnavailableError);
-    expect(error?.message).toBe("daily issue token: the user id has 37 characters; Daily's user_id takes at most 36");
-    expect(fake.requests).toHaveLength(0);
+    const email = "patricia.doe-longname@clinic.example.org";
+    expect(email.length).toBeGreaterThan(36);
+    const digest = dailyUserId(email);
+    expect(digest).toMatch(/^h-[A-Za-z0-9_-]{34}$/);
+    expect(dailyUserId(email)).toBe(digest);
+    expect(dailyUserId(`${email}x`)).not.toBe(digest);
+    expect(p.identityOf?.(email)).toBe(digest);
+    // A short id is passed through as it is.
+    expect(dailyUserId("u".repeat(36))).toBe("u".repeat(36));
 
-    await p.issueToken(tokenRequest(sessionId, { userId: "u".repeat(36) }), budget());
-    expect(fake.tokens).toHaveLength(1);
+    fake.requests.length = 0;
+    const { token } = await p.issueToken(tokenRequest(sessionId, { userId: email }), budget());
+    expect(readMeetingToken(token, API_KEY)).toMatchObject({ ud: digest });
+    await p.eject?.({ sessionId, userId: email, role: "participant", connectionIds: [] }, budget());
+    expect(fake.requests.map((r) => JSON.parse(r.body || "{}"))).toContainEqual({ user_ids: [digest] });
   });
 
   it("retries a 503, and throws ProviderUnavailableError after a persistent outage", async () => {

@@ -47,8 +47,10 @@ const ENQUEUE_PARTICIPANTS = statement(
 );
 
 /**
- * Takes due removals nobody else holds (FOR UPDATE SKIP LOCKED, then a lease
- * until $2): each is attempted by one replica at a time. With each, the
+ * Takes due removals of the configured provider ($4) nobody else holds (FOR
+ * UPDATE SKIP LOCKED, then a lease until $2): each is attempted by one
+ * replica at a time. (Rooms of a provider no longer configured are left: no
+ * other provider can reach them.) With each, the
  * provider connections still open for it (Vonage disconnects those) and
  * whether its user has been given a new live token since it was made (then a
  * removal by identity would throw out the new, legitimate entry).
@@ -58,6 +60,7 @@ const CLAIM_DUE = statement(
   `UPDATE ejections e SET claimed_until = $2, attempts = e.attempts + 1
    WHERE e.id IN (SELECT id FROM ejections
                   WHERE status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+                    AND provider = $4
                   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
    RETURNING e.id::text, e.external_id AS "externalId", e.provider, e.session_id AS "sessionId", e.user_id AS "userId", e.role,
      e.token_id AS "tokenId", e.reason, e.attempts, e.give_up_at AS "giveUpAt",
@@ -144,8 +147,8 @@ export class EjectionsRepository {
     return (await (tx ?? this.db.sql).query(ENQUEUE_PARTICIPANTS, [appointmentIds, reason, now, userId ?? null])).length;
   }
 
-  async claimDue({ now, until, limit }: { now: Date; until: Date; limit: number }): Promise<ClaimedEjection[]> {
-    return this.db.sql.query<ClaimedEjection>(CLAIM_DUE, [now, until, limit]);
+  async claimDue({ provider, now, until, limit }: { provider: string; now: Date; until: Date; limit: number }): Promise<ClaimedEjection[]> {
+    return this.db.sql.query<ClaimedEjection>(CLAIM_DUE, [now, until, limit, provider]);
   }
 
   async finish({ id, settlement, now }: { id: string; settlement: EjectionSettlement; now: Date }): Promise<void> {

@@ -40,6 +40,17 @@ export const WEBHOOK_TIMESTAMP_TOLERANCE_MS = 60 * 60_000;
 /** Daily's meeting-token reference limits `user_id` to 36 characters. */
 export const MAX_DAILY_USER_ID_LENGTH = 36;
 
+/**
+ * The `user_id` Daily knows a user by: the user id itself when it fits,
+ * else `h-` and 34 characters of its SHA-256 (base64url), so long ids
+ * (e-mail addresses, `auth0|…`) work too. Deterministic: presence callbacks
+ * carry it back and the core matches it against the appointment's users.
+ */
+export function dailyUserId(userId: string): string {
+  if (userId.length <= MAX_DAILY_USER_ID_LENGTH) return userId;
+  return `h-${createHash("sha256").update(userId).digest("base64url").slice(0, MAX_DAILY_USER_ID_LENGTH - 2)}`;
+}
+
 const ROOM_SLUG_LENGTH = 16;
 const ROOM_HASH_LENGTH = 20;
 
@@ -147,6 +158,7 @@ export function createDailyProvider(options: DailyProviderOptions): VideoProvide
     name: daily.name,
     applicationId: null,
     remote: { sessions: daily.capabilities.remoteSessions, tokens: daily.capabilities.remoteTokens },
+    identityOf: dailyUserId,
 
     async createSession(request: SessionRequest, budget: CallBudget) {
       const name = dailyRoomName(request.externalId);
@@ -184,18 +196,12 @@ export function createDailyProvider(options: DailyProviderOptions): VideoProvide
     },
 
     async issueToken(request: TokenRequest, budget: CallBudget) {
-      if (request.userId.length > MAX_DAILY_USER_ID_LENGTH) {
-        // Not transient: Daily cannot carry this id, and presence and eject both rely on it.
-        throw new Error(
-          `daily issue token: the user id has ${request.userId.length} characters; Daily's user_id takes at most ${MAX_DAILY_USER_ID_LENGTH}`,
-        );
-      }
       const token = await post(
         "/meeting-tokens",
         {
           properties: {
             room_name: request.sessionId,
-            user_id: request.userId,
+            user_id: dailyUserId(request.userId),
             is_owner: request.role === "moderator",
             nbf: epochSeconds(request.notBefore),
             exp: epochSeconds(request.expiresAt),
@@ -213,7 +219,7 @@ export function createDailyProvider(options: DailyProviderOptions): VideoProvide
       try {
         return await post(
           `${roomPath(request.sessionId)}/eject`,
-          { user_ids: [request.userId] },
+          { user_ids: [dailyUserId(request.userId)] },
           budget,
           "eject",
           (answer) => {
