@@ -91,6 +91,7 @@ class Call {
     readonly operation: string,
     readonly deadline: number,
     readonly budgetMs: number,
+    readonly singleAttempt: boolean,
   ) {}
 }
 
@@ -139,7 +140,7 @@ export function createProviderHttp(options: ProviderHttpOptions): ProviderHttp {
     shouldResetTimeout: true,
     retryCondition: (error) => {
       const call = callOf(error.config);
-      if (!call || error.config?.signal?.aborted || !isTransient(error)) return false;
+      if (!call || call.singleAttempt || error.config?.signal?.aborted || !isTransient(error)) return false;
       const status = error.response?.status;
       const retryAfterMs =
         status === 429 || status === 503 ? parseRetryAfter(error.response?.headers["retry-after"]) : undefined;
@@ -185,7 +186,7 @@ export function createProviderHttp(options: ProviderHttpOptions): ProviderHttp {
       }
       // The deadline abandons an attempt in flight and a pending retry wait alike.
       const controller = new AbortController();
-      const call = new Call(operation, budget.deadline, budgetMs);
+      const call = new Call(operation, budget.deadline, budgetMs, budget.singleAttempt === true);
       calls.set(controller.signal, call);
       const timer = setTimeout(() => controller.abort(), budgetMs);
       let response: AxiosResponse<string>;

@@ -37,10 +37,17 @@ export interface EjectRequest {
   role: ParticipantRole;
   /**
    * The provider connections recorded for this participant from its presence
-   * callbacks and still open (Vonage's connection ids); empty for providers
-   * that eject by identity.
+   * callbacks, still open and made before the removal was decided (Vonage's
+   * connection ids, Daily's participant session ids); empty when none were
+   * recorded.
    */
   connectionIds: readonly string[];
+  /**
+   * Whether every entry of the user may be removed (by identity). False when
+   * the user has been given a new token since the removal was decided: then
+   * only `connectionIds` are removed, never their new entry.
+   */
+  byIdentity: boolean;
 }
 
 export interface EjectResult {
@@ -102,6 +109,12 @@ export interface TokenRequest {
  */
 export interface CallBudget {
   deadline: number;
+  /**
+   * One attempt, no retry inside the call: for a durable job that retries by
+   * itself and decides afresh what to ask each time (an eject must not be
+   * resent as it was decided before the user came back).
+   */
+  singleAttempt?: boolean;
 }
 
 export interface VideoProvider {

@@ -71,10 +71,10 @@ export class EjectionService {
     // A removal by identity after the user was given a new token would throw out their new, legitimate entry.
     if (job.rejoined && job.connectionIds.length === 0) return { status: "done", outcome: "rejoined" };
     if (!provider.eject) return { status: "failed", outcome: `the ${provider.name} provider cannot eject` };
-    const budget: CallBudget = { deadline: Date.now() + this.options.attemptBudgetMs };
+    const budget: CallBudget = { deadline: Date.now() + this.options.attemptBudgetMs, singleAttempt: true };
     try {
       const { removed } = await provider.eject(
-        { sessionId: job.sessionId, userId: job.userId, role: job.role, connectionIds: job.connectionIds },
+        { sessionId: job.sessionId, userId: job.userId, role: job.role, connectionIds: job.connectionIds, byIdentity: !job.rejoined },
         budget,
       );
       return { status: "done", outcome: removed ? "removed" : "not_present" };

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { AppointmentRow } from "../db/repositories/appointment-rows.js";
 import type { AppointmentsRepository } from "../db/repositories/appointments.js";
 import type { JoinTokensRepository } from "../db/repositories/join-tokens.js";
@@ -13,7 +14,7 @@ import { needsExpirySync, type SessionService } from "./sessions.js";
 export interface JoinTokenServiceOptions {
   sql: Pick<Sql, "transaction">;
   appointments: Pick<AppointmentsRepository, "byExternalId" | "lockForJoin">;
-  tokens: Pick<JoinTokensRepository, "liveAround" | "issue">;
+  tokens: Pick<JoinTokensRepository, "liveAround" | "issue" | "byHash">;
   provider: VideoProvider;
   sessions: SessionService;
   now: () => Date;
@@ -45,6 +46,16 @@ class SessionPending extends Error {
   }
 }
 class ChangedMeanwhile extends Error {}
+/**
+ * A remote provider answered a token already stored: one that derives tokens
+ * from their properties and the second (Daily's meeting tokens carry no
+ * nonce) does so for two requests of a user within a second.
+ */
+class SameTokenAgain extends Error {
+  constructor(readonly response: JoinTokenResponse | undefined) {
+    super("same token again");
+  }
+}
 /** The provider's room still expires at the appointment's old times (Daily, after a reschedule). */
 class ExpiryOutOfDate extends Error {
   constructor(readonly appointment: AppointmentRow) {
@@ -81,6 +92,13 @@ export class JoinTokenService {
           continue;
         }
         if (error instanceof ChangedMeanwhile) continue;
+        // The same user's live token, asked for again within its second (a double click): the same answer.
+        if (error instanceof SameTokenAgain) {
+          if (error.response) return error.response;
+          // Revoked since: a new token can only differ in a later second.
+          await sleep(1000 - (Date.now() % 1000) + 5);
+          continue;
+        }
         if (error instanceof ExpiryOutOfDate) {
           await this.withProviderErrors(() => this.options.sessions.syncExpiry(error.appointment, budget));
           continue;
@@ -112,6 +130,31 @@ export class JoinTokenService {
         budget,
       ),
     );
+    const stored = await this.options.tokens.byHash({ tokenHash: hashToken(token) });
+    if (stored) {
+      const same =
+        stored.revokedAt === null &&
+        stored.userId === request.userId &&
+        stored.externalId === appointment.externalId &&
+        stored.sessionId === appointment.sessionId &&
+        stored.expiresAt.getTime() === appointment.closesAt.getTime();
+      throw new SameTokenAgain(
+        same
+          ? {
+              appointmentId: request.externalId,
+              provider: this.options.provider.name,
+              applicationId: this.options.provider.applicationId,
+              sessionId: stored.sessionId,
+              token,
+              tokenId: stored.id,
+              roomUrl: appointment.sessionRoomUrl,
+              role,
+              notBefore: stored.notBefore.toISOString(),
+              expiresAt: stored.expiresAt.toISOString(),
+            }
+          : undefined,
+      );
+    }
     return {
       token,
       tokenId,

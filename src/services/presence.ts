@@ -85,10 +85,13 @@ export class PresenceService {
       const reason = inactive ?? "unknown";
       throw new AppError("token_inactive", `The token is not active (${reason}): do not admit its holder.`, { reason });
     }
+    // A holder the appointment no longer has (reassigned) is not its presence: their `left` is taken and changes nothing.
+    const role = token.userId === token.agentId ? "moderator" : token.userId === token.customerId ? "participant" : undefined;
+    if (!role) return { appointmentId: token.externalId, userId: token.userId, role: token.role, state: report.state };
     await this.apply({
       appointmentId: token.appointmentId,
       userId: token.userId,
-      role: token.role,
+      role,
       state: report.state,
       at: now,
       via: "gateway",
@@ -166,6 +169,7 @@ export class PresenceService {
             joined: report.state === "joined",
             at: report.at,
           },
+          now,
         });
         if (report.state === "left" && otherOpen) return;
       }

@@ -105,6 +105,18 @@ describe("timed events (API.md §9)", () => {
     return res.json();
   }
 
+  /** The video gateway's presence report (API.md §10) about a token's holder, with a gateway JWT valid at the test clock's time. */
+  async function gatewayReports(token: string, state: "joined" | "left") {
+    const iat = Math.floor(clock.now().getTime() / 1000);
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/v1/presence",
+      headers: bearer(userJwt("gw-timed", { scope: "tokens:introspect", claims: { iat, exp: iat + 600 } })),
+      payload: { token, state },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+  }
+
   /** Moves the test clock to `offsetMs` after `instant`. */
   const advanceTo = (instant: string, offsetMs: number) => clock.advance(Date.parse(instant) + offsetMs - clock.now().getTime());
 
@@ -261,6 +273,70 @@ describe("timed events (API.md §9)", () => {
     expect(one(rejoined.externalId, "no_show").data).toMatchObject({ at: rejoinedNow.noShowAt, missing: ["participant"] });
     // The agent of `stale` holds no token for the current times (theirs was revoked as `rescheduled`) and never joined again.
     expect(one(stale.externalId, "no_show").data).toMatchObject({ at: staleNow.noShowAt, missing: ["moderator", "participant"] });
+  });
+
+  it("once the gateway reported on the window, names in appointment.no_show who it never saw, token or not", async () => {
+    const agentSeen = await schedule({ startsInMinutes: 30 });
+    const customerSeen = await schedule({ startsInMinutes: 30 });
+    const bothSeen = await schedule({ startsInMinutes: 30 });
+    const agentCameAndWent = await schedule({ startsInMinutes: 30 });
+    const unreported = await schedule({ startsInMinutes: 30 });
+
+    advanceTo(agentSeen.customerOpensAt, 1 * MINUTE);
+    // Both hold tokens everywhere but in agentCameAndWent (no customer token there).
+    const tokens = new Map<string, { agent: string; customer?: string }>();
+    for (const a of [agentSeen, customerSeen, bothSeen, unreported]) {
+      tokens.set(a.externalId, { agent: (await join(a.externalId, a.agentId)).token, customer: (await join(a.externalId, a.customerId)).token });
+    }
+    tokens.set(agentCameAndWent.externalId, { agent: (await join(agentCameAndWent.externalId, agentCameAndWent.agentId)).token });
+    const tokenOf = (a: Scheduled, role: "agent" | "customer") => tokens.get(a.externalId)![role]!;
+
+    await gatewayReports(tokenOf(agentSeen, "agent"), "joined");
+    await gatewayReports(tokenOf(customerSeen, "customer"), "joined");
+    await gatewayReports(tokenOf(bothSeen, "agent"), "joined");
+    await gatewayReports(tokenOf(bothSeen, "customer"), "joined");
+    await gatewayReports(tokenOf(agentCameAndWent, "agent"), "joined");
+    clock.advance(2 * MINUTE);
+    // Leaving before the no-show instant does not make them absent: they came.
+    await gatewayReports(tokenOf(bothSeen, "customer"), "left");
+    await gatewayReports(tokenOf(agentCameAndWent, "agent"), "left");
+
+    advanceTo(agentSeen.noShowAt, 1 * SECOND);
+    for (const a of [agentSeen, customerSeen, agentCameAndWent]) await waitForKeys(a.externalId, ["no_show"]);
+    // A token alone no longer counts once the gateway reported the other participant.
+    expect(one(agentSeen.externalId, "no_show").data).toMatchObject({ at: agentSeen.noShowAt, missing: ["participant"] });
+    expect(one(customerSeen.externalId, "no_show").data).toMatchObject({ at: customerSeen.noShowAt, missing: ["moderator"] });
+    expect(one(agentCameAndWent.externalId, "no_show").data).toMatchObject({ at: agentCameAndWent.noShowAt, missing: ["participant"] });
+
+    // Both seen, and both holding tokens with no report at all (tokens count until a report): no event.
+    for (const a of [bothSeen, unreported]) {
+      await until(async () => (await stateOf(a.externalId)).emitted.includes("no_show"));
+    }
+    await sleep(QUIET_MS);
+    expect(count(bothSeen.externalId, "no_show")).toBe(0);
+    expect(count(unreported.externalId, "no_show")).toBe(0);
+    expect(await writtenTypes(bothSeen.externalId)).toEqual(["join_window.opened", "join_window.opened"]);
+    expect(await writtenTypes(unreported.externalId)).toEqual(["join_window.opened", "join_window.opened"]);
+  });
+
+  it("counts for appointment.no_show only reports on the current window: after a reschedule, tokens count again until a new report", async () => {
+    const r = await schedule({ startsInMinutes: 30, revision: 1 });
+    advanceTo(r.customerOpensAt, 1 * MINUTE);
+    await join(r.externalId, r.agentId);
+    const customer = await join(r.externalId, r.customerId);
+    await gatewayReports(customer.token, "joined");
+
+    // An hour later: the report above was before the new window opened.
+    const later = await schedule({ externalId: r.externalId, agentId: r.agentId, customerId: r.customerId, startsInMinutes: 60, revision: 2 });
+    expect(Date.parse(later.agentOpensAt)).toBeGreaterThan(clock.now().getTime());
+    advanceTo(later.agentOpensAt, 1 * MINUTE);
+    // Only the agent joins the new window, and no presence source reports on it.
+    await join(r.externalId, r.agentId);
+
+    advanceTo(later.noShowAt, 1 * SECOND);
+    await waitForKeys(r.externalId, ["no_show"]);
+    // Were the old report still counted, the customer would count as come and the agent (never reported) as missing.
+    expect(one(r.externalId, "no_show").data).toMatchObject({ at: later.noShowAt, missing: ["participant"] });
   });
 
   it("emits at once every timed event of an appointment stored after all its instants, each with its own `at`, in instant order", async () => {

@@ -1,9 +1,12 @@
-import { createHmac, randomUUID } from "node:crypto";
+import { createHash, createHmac, randomUUID } from "node:crypto";
 import net from "node:net";
+import type { LightMyRequestResponse } from "fastify";
 import { createSigner } from "fast-jwt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, TEST_JWT_SECRET, type TestApp } from "../helpers/app.js";
+import { liveKitParticipantEvent, type SignedWebhook, signLiveKitWebhook } from "../helpers/fake-livekit.js";
 import { bearer, OPERATOR_SCOPES, scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
+import { createMigratedDatabase, dropDatabase } from "../helpers/postgres.js";
 
 /**
  * Malformed input anywhere is a 4xx problem+json with a stable code: never a
@@ -44,6 +47,7 @@ describe("bad input", () => {
     { method: "POST" as const, url: `/v1/subscriptions/${subscriptionId}/rotate-secret` },
     { method: "POST" as const, url: `/v1/subscriptions/${subscriptionId}/enable` },
     { method: "GET" as const, url: `/v1/subscriptions/${subscriptionId}/deliveries` },
+    { method: "POST" as const, url: "/v1/presence" },
   ];
 
   function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; body: string }, secret?: string) {
@@ -101,7 +105,7 @@ describe("bad input", () => {
   it("answers malformed bodies with 400, unknown media types with 415, huge ones with 413", async () => {
     for (const route of routes().filter((r) => r.method === "POST")) {
       const headers = callerFor(route.url);
-      const typed = route.url.startsWith("/v1/tokens/") ? ['{"token": {"$gt": ""}}'] : [];
+      const typed = route.url.startsWith("/v1/tokens/") || route.url === "/v1/presence" ? ['{"token": {"$gt": ""}}'] : [];
       for (const payload of ["{", "[1,2", "null", '"a string"', "123", "[]", ...typed]) {
         const res = await t.app.inject({ ...route, headers: { ...headers, "content-type": "application/json" }, payload });
         const body = expectProblem(res);
@@ -135,6 +139,16 @@ describe("bad input", () => {
       ["/v1/subscriptions", { url: `https://example.invalid/${"u".repeat(2048)}` }, "/url"],
       ["/v1/subscriptions", { url: "" }, "/url"],
       ["/v1/subscriptions", { events: ["token.revoked"] }, "/url"],
+      ["/v1/presence", { token: ["a"], state: "joined" }, "/token"],
+      ["/v1/presence", { token: "x".repeat(9000), state: "joined" }, "/token"],
+      ["/v1/presence", { token: "", state: "joined" }, "/token"],
+      ["/v1/presence", { tokenId: 7, state: "left" }, "/tokenId"],
+      ["/v1/presence", { tokenId: "x".repeat(65), state: "left" }, "/tokenId"],
+      ["/v1/presence", { tokenId: null, state: "left" }, "/tokenId"],
+      ["/v1/presence", { token: "a", state: "present" }, "/state"],
+      ["/v1/presence", { token: "a", state: true }, "/state"],
+      ["/v1/presence", { token: "a", state: ["joined"] }, "/state"],
+      ["/v1/presence", { token: "a" }, "/state"],
     ];
     for (const [url, payload, path] of cases) {
       const res = await t.app.inject({ method: "POST", url, headers: callerFor(url), payload });
@@ -142,6 +156,24 @@ describe("bad input", () => {
       expect(res.statusCode).toBe(400);
       expect(body.errors.map((e: { path: string }) => e.path)).toContain(path);
     }
+  });
+
+  it("answers junk presence reports with stable codes: 400 invalid_request, 415, 413, JSON or form", async () => {
+    const headers = bearer(operator);
+    const json = { ...headers, "content-type": "application/json" };
+    const form = { ...headers, "content-type": "application/x-www-form-urlencoded" };
+    const post = (h: Record<string, string>, payload: string) => t.app.inject({ method: "POST", url: "/v1/presence", headers: h, payload });
+    for (const payload of ["{", '{"token": "a", "state": "joined"', "null", "[]", '"joined"', "0", "{}", '{"__proto__": {"state": "joined"}, "token": "a"}']) {
+      expect(expectProblem(await post(json, payload)).code, payload).toBe("invalid_request");
+    }
+    for (const payload of ["", "token=a", "state=joined", "token=a&token=b&state=joined", "token=a&state=joined&state=left", "token=a&tokenId=b&state=joined"]) {
+      expect(expectProblem(await post(form, payload)).code, payload).toBe("invalid_request");
+    }
+    for (const type of ["text/plain", "application/xml", "multipart/form-data; boundary=x", "application/octet-stream"]) {
+      expect(expectProblem(await post({ ...headers, "content-type": type }, "token=a&state=joined")).code, type).toBe("unsupported_media_type");
+    }
+    expect(expectProblem(await post(json, JSON.stringify({ token: "x".repeat(80 * 1024), state: "joined" }))).code).toBe("payload_too_large");
+    expect(expectProblem(await post(form, `token=${"x".repeat(80 * 1024)}&state=joined`)).code).toBe("payload_too_large");
   });
 
   it("answers odd path parameters and query strings with 4xx", async () => {
@@ -339,3 +371,134 @@ describe("input the database cannot store, and HTTP the parser rejects", () => {
     expect(raw).toContain('"code":"invalid_request"');
   });
 });
+
+describe("LiveKit's callbacks with junk (VIDEO_PROVIDER=livekit)", () => {
+  const credentials = { apiKey: "APIbadInput7Xq", apiSecret: "bad-input-livekit-secret-0123456789abcdefgh" };
+  const url = "/v1/providers/livekit/events";
+  let database: { name: string; url: string };
+  let t: TestApp;
+  /** A well-formed participant_joined for a room nobody knows: the baseline every junk variant departs from. */
+  let body: string;
+  let signed: SignedWebhook;
+
+  beforeAll(async () => {
+    // Its own database: this app's workers would otherwise try to reach LiveKit for the run's appointments.
+    database = await createMigratedDatabase();
+    t = await startApp({
+      DATABASE_URL: database.url,
+      VIDEO_PROVIDER: "livekit",
+      // Nothing listens there: these requests never need LiveKit's API.
+      LIVEKIT_URL: `http://127.0.0.1:${await closedPort()}`,
+      LIVEKIT_API_KEY: credentials.apiKey,
+      LIVEKIT_API_SECRET: credentials.apiSecret,
+    });
+    const at = new Date();
+    body = liveKitParticipantEvent({ event: "participant_joined", room: "joinwindow-nobody", identity: "someone", createdAt: at, joinedAt: at });
+    signed = await signLiveKitWebhook(body, credentials);
+  });
+  afterAll(async () => {
+    await t?.close();
+    if (database) await dropDatabase(database.name);
+  });
+
+  const post = (headers: Record<string, string>, payload: string) => t.app.inject({ method: "POST", url, headers, payload });
+
+  function expectProblem(res: LightMyRequestResponse) {
+    expect(res.statusCode, res.body).toBeGreaterThanOrEqual(400);
+    expect(res.statusCode, res.body).toBeLessThan(500);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    const problem = res.json();
+    expect(problem.status).toBe(res.statusCode);
+    expect(res.body).not.toMatch(/\bat .+:\d+:\d+/);
+    expect(res.body).not.toContain(credentials.apiSecret);
+    expect(res.body).not.toContain("eyJ");
+    return problem as { code: string; status: number };
+  }
+
+  /** A JWT shaped as LiveKit signs webhooks, with the claims and key given. */
+  const liveKitJwt = (claims: Record<string, unknown>, secret = credentials.apiSecret) =>
+    createSigner({ algorithm: "HS256", key: secret })({ iss: credentials.apiKey, nbf: Math.floor(Date.now() / 1000), ...claims });
+  const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("base64");
+
+  it("takes a correctly signed callback (so the refusals below are about the junk)", async () => {
+    const res = await post(signed.headers, body);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toEqual({ taken: 0, ignored: 1 });
+  });
+
+  it("answers junk Authorization headers with 401 invalid_signature", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const authorizations = [
+      undefined,
+      "",
+      "Bearer",
+      "Basic dXNlcjpwYXNz",
+      "a.b.c",
+      "x".repeat(10_000),
+      "eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.",
+      // Right shape, wrong secret / key / body / time.
+      liveKitJwt({ sha256: sha256(body), exp: now + 300 }, "another-secret-that-is-long-enough-0123456789"),
+      liveKitJwt({ sha256: sha256(body), exp: now + 300, iss: "APIsomeoneElse" }),
+      liveKitJwt({ sha256: sha256(`${body} `), exp: now + 300 }),
+      liveKitJwt({ exp: now + 300 }),
+      liveKitJwt({ sha256: sha256(body), exp: now - 3600, nbf: now - 7200 }),
+      liveKitJwt({ sha256: sha256(body), exp: now + 7200, nbf: now + 3600 }),
+      `${signed.headers.authorization}x`,
+      signed.headers.authorization.split(".").slice(0, 2).join("."),
+    ];
+    for (const authorization of authorizations) {
+      const headers: Record<string, string> = { "content-type": "application/webhook+json", ...(authorization !== undefined ? { authorization } : {}) };
+      const problem = expectProblem(await post(headers, body));
+      expect(problem.code, String(authorization).slice(0, 40)).toBe("invalid_signature");
+      expect(problem.status).toBe(401);
+    }
+  });
+
+  it("answers junk bodies with 401 invalid_signature unsigned, and a 4xx when signed", async () => {
+    const junk = ["", "{", "null", "[]", '"participant_joined"', "0", '{"event": 5}', '{"event": "participant_joined", "room": "r"}', "\u0000", "{\"__proto__\": {}}"];
+    for (const payload of junk) {
+      for (const type of ["application/json", "application/webhook+json"]) {
+        // Signed for another body: the signature covers these exact bytes.
+        const problem = expectProblem(await post({ ...signed.headers, "content-type": type }, payload));
+        expect(problem.code, payload).toBe("invalid_signature");
+      }
+      const { headers } = await signLiveKitWebhook(payload, credentials);
+      const res = await post(headers, payload);
+      expect(res.statusCode, `${payload}: ${res.body}`).toBeLessThan(500);
+      if (res.statusCode >= 400) expect(["invalid_signature", "invalid_request"], payload).toContain(expectProblem(res).code);
+    }
+  });
+
+  it("answers bodies over 64 KiB with 413 payload_too_large, before looking at the signature", async () => {
+    const huge = JSON.stringify({ event: "participant_joined", padding: "x".repeat(80 * 1024) });
+    const { headers } = await signLiveKitWebhook(huge, credentials);
+    for (const attempt of [headers, signed.headers, { "content-type": "application/json" }]) {
+      expect(expectProblem(await post(attempt, huge)).code).toBe("payload_too_large");
+    }
+  });
+
+  it("answers other media types with 415 unsupported_media_type", async () => {
+    for (const type of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/octet-stream"]) {
+      const problem = expectProblem(await post({ ...signed.headers, "content-type": type }, body));
+      expect(problem.code, type).toBe("unsupported_media_type");
+    }
+  });
+
+  it("answers another provider's callback path with 404 not_found", async () => {
+    for (const provider of ["daily", "vonage", "local", "LiveKit", "genesys"]) {
+      const res = await t.app.inject({ method: "POST", url: `/v1/providers/${provider}/events`, headers: signed.headers, payload: body });
+      expect(expectProblem(res).code, provider).toBe("not_found");
+    }
+    // A name longer than any provider's fails the path's schema first: still a 4xx.
+    expectProblem(await t.app.inject({ method: "POST", url: `/v1/providers/${"x".repeat(100)}/events`, headers: signed.headers, payload: body }));
+  });
+});
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

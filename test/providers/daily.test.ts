@@ -413,7 +413,7 @@ describe("issueToken", () => {
     fake.requests.length = 0;
     const { token } = await p.issueToken(tokenRequest(sessionId, { userId: email }), budget());
     expect(readMeetingToken(token, API_KEY)).toMatchObject({ ud: digest });
-    await p.eject?.({ sessionId, userId: email, role: "participant", connectionIds: [] }, budget());
+    await p.eject?.({ sessionId, userId: email, role: "participant", connectionIds: [], byIdentity: true }, budget());
     expect(fake.requests.map((r) => JSON.parse(r.body || "{}"))).toContainEqual({ user_ids: [digest] });
   });
 
@@ -446,6 +446,7 @@ describe("eject", () => {
     userId,
     role: "participant" as const,
     connectionIds: [],
+    byIdentity: true,
   });
 
   it("removes the participant by user id and leaves the others in", async () => {

@@ -319,6 +319,7 @@ describe("eject", () => {
     userId: "cust-42",
     role: "participant",
     connectionIds: [],
+    byIdentity: true,
   };
 
   it("removes the participant with RemoveParticipant and a roomAdmin grant for that room", async () => {

@@ -478,6 +478,7 @@ describe("eject", () => {
     userId: "cust-42",
     role: "participant" as const,
     connectionIds,
+    byIdentity: true,
   });
 
   it("force-disconnects each recorded connection with an application JWT", async () => {

@@ -30,6 +30,7 @@ CREATE TABLE "provider_connections" (
     "role" "ParticipantRole" NOT NULL,
     "connected_at" TIMESTAMPTZ(3),
     "disconnected_at" TIMESTAMPTZ(3),
+    "recorded_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "provider_connections_pkey" PRIMARY KEY ("provider","connection_id")
 );

@@ -50,7 +50,10 @@ const ENQUEUE_PARTICIPANTS = statement(
  * Takes due removals of the configured provider ($4) nobody else holds (FOR
  * UPDATE SKIP LOCKED, then a lease until $2): each is attempted by one
  * replica at a time. (Rooms of a provider no longer configured are left: no
- * other provider can reach them.) With each, the
+ * other provider can reach them.) The connections taken with each: those of
+ * the revoked token, those made with any other token no longer live (a
+ * device still on a replaced token), and, where a provider's connections
+ * carry no token, those recorded before the removal was decided. With each, the
  * provider connections still open for it (Vonage disconnects those) and
  * whether its user has been given a new live token since it was made (then a
  * removal by identity would throw out the new, legitimate entry).
@@ -67,7 +70,10 @@ const CLAIM_DUE = statement(
      ARRAY(SELECT c.connection_id FROM provider_connections c
            WHERE c.provider = e.provider AND c.appointment_id = e.appointment_id AND c.user_id = e.user_id
              AND c.connected_at IS NOT NULL AND c.disconnected_at IS NULL
-             AND (e.token_id IS NULL OR c.token_id IS NULL OR c.token_id = e.token_id)
+             AND (e.token_id IS NULL OR c.token_id = e.token_id
+                  OR (c.token_id IS NULL AND c.recorded_at <= e.created_at)
+                  OR (c.token_id IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM join_tokens l WHERE l.id = c.token_id AND l.revoked_at IS NULL AND l.expires_at > $1)))
            ORDER BY c.connection_id) AS "connectionIds",
      EXISTS (SELECT 1 FROM join_tokens t WHERE t.appointment_id = e.appointment_id AND t.user_id = e.user_id
              AND t.revoked_at IS NULL AND t.expires_at > $1 AND t.issued_at > e.created_at) AS "rejoined"`,

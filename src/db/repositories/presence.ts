@@ -13,10 +13,14 @@ export interface PresenceToken {
   expiresAt: Date;
   revokedAt: Date | null;
   revocationReason: string | null;
+  /** The appointment's participants now (a reassignment may have replaced the token's holder). */
+  agentId: string;
+  customerId: string;
 }
 
 const TOKEN_COLUMNS = `t.id, t.appointment_id AS "appointmentId", a.external_id AS "externalId", t.user_id AS "userId", t.role,
-  t.not_before AS "notBefore", t.expires_at AS "expiresAt", t.revoked_at AS "revokedAt", t.revocation_reason AS "revocationReason"`;
+  t.not_before AS "notBefore", t.expires_at AS "expiresAt", t.revoked_at AS "revokedAt", t.revocation_reason AS "revocationReason",
+  a.agent_id AS "agentId", a.customer_id AS "customerId"`;
 
 const TOKEN_BY_HASH = statement(
   "jw_presence_token_by_hash",
@@ -60,8 +64,10 @@ const STORE_PRESENCE = { moderator: storePresence("moderator"), participant: sto
 const RECORD_CONNECTION = statement(
   "jw_record_connection",
   `WITH recorded AS (
-     INSERT INTO provider_connections (provider, connection_id, appointment_id, session_id, token_id, user_id, role, connected_at, disconnected_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::"ParticipantRole", CASE WHEN $8 THEN $9::timestamptz END, CASE WHEN $8 THEN NULL ELSE $9::timestamptz END)
+     INSERT INTO provider_connections (provider, connection_id, appointment_id, session_id, token_id, user_id, role, connected_at,
+       disconnected_at, recorded_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::"ParticipantRole", CASE WHEN $8 THEN $9::timestamptz END,
+       CASE WHEN $8 THEN NULL ELSE $9::timestamptz END, $10)
      ON CONFLICT (provider, connection_id) DO UPDATE
        SET connected_at = COALESCE(provider_connections.connected_at, EXCLUDED.connected_at),
            disconnected_at = COALESCE(provider_connections.disconnected_at, EXCLUDED.disconnected_at)
@@ -140,7 +146,7 @@ export class PresenceRepository {
   }
 
   /** Records a connection's opening or closing; whether the user has another connection open. */
-  async recordConnection({ tx, connection }: { tx: Queryable; connection: NewConnection }): Promise<boolean> {
+  async recordConnection({ tx, connection, now }: { tx: Queryable; connection: NewConnection; now: Date }): Promise<boolean> {
     const c = connection;
     const [row] = await tx.query<{ otherOpen: boolean }>(RECORD_CONNECTION, [
       c.provider,
@@ -152,6 +158,7 @@ export class PresenceRepository {
       c.role,
       c.joined,
       c.at,
+      now,
     ]);
     return row?.otherOpen ?? false;
   }

@@ -219,7 +219,8 @@ export function createDailyProvider(options: DailyProviderOptions): VideoProvide
       try {
         return await post(
           `${roomPath(request.sessionId)}/eject`,
-          { user_ids: [dailyUserId(request.userId)] },
+          // A user who came back with a new token keeps their new entry: only the recorded sessions go.
+          request.byIdentity ? { user_ids: [dailyUserId(request.userId)] } : { ids: [...request.connectionIds] },
           budget,
           "eject",
           (answer) => {

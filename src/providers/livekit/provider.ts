@@ -152,6 +152,8 @@ export function createLiveKitProvider(options: LiveKitProviderOptions): LiveKitP
     },
 
     async eject(request: EjectRequest, budget: CallBudget) {
+      // LiveKit removes by identity only, and a user who came back with a new token has taken that identity over.
+      if (!request.byIdentity) return { removed: false };
       try {
         await callRoomService(
           "RemoveParticipant",
