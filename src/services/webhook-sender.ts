@@ -106,17 +106,24 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
       const target = checkTargetUrl(request.url, allowPrivateTargets);
       if (!target.ok) return { outcome: "network", durationMs: 0, error: target.problem };
       const { axios, client } = await load();
-      try {
-        const response = await client.post<Readable>(request.url, request.body, {
-          headers: { "content-type": "application/json", "user-agent": "joinwindow", ...request.headers },
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        const durationMs = elapsed();
-        // Drained so the connection can be reused; a body still trickling at the deadline is cut with it.
-        response.data.on("error", () => {}).resume();
-        return { outcome: response.status, durationMs, error: null };
-      } catch (error) {
-        return { ...failureOf(axios, error), durationMs: elapsed() };
+      const signal = AbortSignal.timeout(timeoutMs);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const response = await client.post<Readable>(request.url, request.body, {
+            headers: { "content-type": "application/json", "user-agent": "joinwindow", ...request.headers },
+            signal,
+          });
+          const durationMs = elapsed();
+          // Drained so the connection can be reused; a body still trickling at the deadline is cut with it.
+          response.data.on("error", () => {}).resume();
+          return { outcome: response.status, durationMs, error: null };
+        } catch (error) {
+          // A kept-alive connection the receiver closed just as it was reused (Node's server drops idle ones
+          // after 5 s): the request never reached it, so it is sent once more at once, as Node's documentation
+          // of `request.reusedSocket` advises, within the same deadline.
+          if (attempt === 1 && resetOnReuse(axios, error)) continue;
+          return { ...failureOf(axios, error), durationMs: elapsed() };
+        }
       }
     },
     close() {
@@ -124,6 +131,11 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
       httpsAgent.destroy();
     },
   };
+}
+
+function resetOnReuse(axios: AxiosStatic, error: unknown): boolean {
+  if (!axios.isAxiosError(error) || error.code !== "ECONNRESET") return false;
+  return (error.request as { reusedSocket?: boolean } | undefined)?.reusedSocket === true;
 }
 
 /** Our own words for a failed attempt: an AxiosError carries the request, signature headers included. */

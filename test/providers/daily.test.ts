@@ -465,6 +465,20 @@ describe("eject", () => {
     expect(observed().at(-1)).toBe("eject:ok");
   });
 
+  it("removes only the recorded sessions, by their ids, when the user has come back with a new token", async () => {
+    const p = provider();
+    const { sessionId, customerToken } = await roomWithTokens(p);
+    const before = joined(fake.join(sessionId, customerToken));
+    const after = joined(fake.join(sessionId, customerToken));
+    fake.requests.length = 0;
+
+    const request = { ...ejectRequest(sessionId), connectionIds: [before.sessionId], byIdentity: false };
+    expect(await p.eject!(request, budget())).toEqual({ removed: true });
+
+    expect(bodyOf(0)).toEqual({ ids: [before.sessionId] });
+    expect(fake.rooms.get(sessionId)!.participants).toEqual([after]);
+  });
+
   it("reports not present when nobody with that id is in the room, and for a room Daily does not know (404)", async () => {
     const p = provider();
     const { sessionId } = await roomWithTokens(p);

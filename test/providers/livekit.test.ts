@@ -336,6 +336,13 @@ describe("eject", () => {
     expect(outcomes()).toEqual(["ok"]);
   });
 
+  it("calls nothing when the user may not be removed by identity (they came back with a new token, under the same identity)", async () => {
+    fake.join("joinwindow-appt-3003", "cust-42");
+    expect(await provider().eject({ ...ejection, byIdentity: false }, budget())).toEqual({ removed: false });
+    expect(fake.requests).toHaveLength(0);
+    expect([...fake.rooms.get("joinwindow-appt-3003")!.participants]).toEqual(["cust-42"]);
+  });
+
   it("answers removed: false when LiveKit says not_found, without retrying", async () => {
     fake.join("joinwindow-appt-3003", "agent-7");
     expect(await provider().eject(ejection, budget())).toEqual({ removed: false });
@@ -566,6 +573,15 @@ describe("the adapter", () => {
       sessionExpiry: false,
       providerWaitingRoom: false,
     });
+  });
+
+  it("takes LIVEKIT_URL as the https base or as the wss:// URL LiveKit hands out, and refuses anything else", () => {
+    const parse = livekit.variables.LIVEKIT_URL.parse;
+    expect(parse("wss://my-project.livekit.cloud")).toEqual({ ok: true, value: "https://my-project.livekit.cloud" });
+    expect(parse("ws://127.0.0.1:7880/")).toEqual({ ok: true, value: "http://127.0.0.1:7880" });
+    expect(parse("https://my-project.livekit.cloud")).toEqual({ ok: true, value: "https://my-project.livekit.cloud" });
+    expect(parse("ftp://my-project.livekit.cloud")).toEqual({ ok: false, expected: "an http(s) or ws(s) URL" });
+    expect(parse("not a url")).toMatchObject({ ok: false });
   });
 
   it("needs all three variables", () => {
