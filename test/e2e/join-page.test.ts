@@ -395,7 +395,7 @@ describe("the join page in Chromium", () => {
   it(
     "the customer who joins before the agent waits for the host, calmly, and joins by itself once the agent is in",
     async () => {
-      const a = await schedule({ startsInMinutes: 1 });
+      const a = await schedule({ startsInMinutes: 1, settings: { waitingRoom: true } });
       const v = await visit(a.externalId, a.customer);
       const answers: { status: number; code: unknown }[] = [];
       v.page.on("response", async (response) => {
