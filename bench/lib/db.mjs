@@ -63,6 +63,9 @@ export async function dropAllCreated() {
  * one live token is held by the agent when i is even and by the customer when
  * i is odd; the token text is `<tokenPrefix><i>` and only its SHA-256 hex is
  * stored, as the service does, so the bench can rebuild any token from i.
+ * The waiting room is off (API.md §3): half the customers ask while their
+ * agent holds no token, and the join leg measures issuing tokens, not 425s
+ * (the check itself is a look at rows the join reads anyway).
  */
 export class Dataset {
   constructor({ startsAt, endsAt }) {
@@ -95,7 +98,7 @@ export class Dataset {
               agent_id, agent_name, customer_id, customer_name, max_participants, waiting_room, recording,
               agent_opens_at, customer_opens_at, closes_at, provider, session_id, session_status, updated_at)
            SELECT md5($1 || ':a:' || i)::uuid, 'b-' || i, 'scheduled', 1, $2::timestamptz, $3::timestamptz, NULL,
-              'agent-' || i, 'Agent ' || i, 'cust-' || i, 'Customer ' || i, 2, true, false,
+              'agent-' || i, 'Agent ' || i, 'cust-' || i, 'Customer ' || i, 2, false, false,
               $2::timestamptz - interval '10 minutes', $2::timestamptz - interval '5 minutes',
               $3::timestamptz + interval '15 minutes', 'local', 'ses_' || substr(md5($1 || ':s:' || i), 1, 24),
               'ready', now()
