@@ -3,7 +3,7 @@ import type { EjectionsRepository } from "../db/repositories/ejections.js";
 import type { OutboxRepository } from "../db/repositories/outbox.js";
 import type { PresenceRepository, PresenceToken } from "../db/repositories/presence.js";
 import type { Sql } from "../db/sql.js";
-import { AppError, notFound } from "../domain/errors.js";
+import { AppError } from "../domain/errors.js";
 import type { ParticipantRole } from "../domain/join-window.js";
 import { applyPresence, type PresenceState } from "../domain/presence.js";
 import { hashToken } from "../domain/token-hash.js";
@@ -211,6 +211,3 @@ export class PresenceService {
     }
   }
 }
-
-/** For routes: an unknown provider name, or one without presence callbacks, is a 404 like any unknown route. */
-export const noCallbacks = () => notFound("This service takes no callbacks from that provider.");

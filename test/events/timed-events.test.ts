@@ -1,17 +1,15 @@
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp, TestClock } from "../helpers/app.js";
-import { bearer, cancelledEvent, type ScheduleOptions, scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
-import { createMigratedDatabase, dropDatabase } from "../helpers/postgres.js";
+import { bearer, cancelledEvent, type ScheduleOptions, userJwt } from "../helpers/fixtures.js";
+import { bearerAt, closeFlow, connectSql, deliver, eventAt, HOUR, MINUTE, requestJoinToken, SECOND, sleep, subscribe } from "../helpers/flow.js";
+import { createMigratedDatabase } from "../helpers/postgres.js";
 import { type ReceivedEvent, type Receiver, startReceiver } from "../helpers/receiver.js";
 
 // Timed events (API.md §9): `join_window.opened` per role, `join_window.closed`,
 // `appointment.no_show`. Time moves only through the TestClock; the worker runs
 // every second on its own, so each step waits (bounded) for what it emits.
 
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
 /** The contract's bound (within 5 s of the instant), plus the dispatcher's own half second and a loaded machine. */
 const EMIT_WITHIN_MS = 6000;
 /** How long a check for "nothing (more) was emitted" watches: two worker passes and a dispatch. */
@@ -31,7 +29,6 @@ interface Scheduled {
   noShowAt: string;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const iso = (ms: number) => new Date(ms).toISOString();
 /** A received event as one short key: `opened:moderator`, `closed`, `no_show`. */
 const keyOf = (e: ReceivedEvent) =>
@@ -49,29 +46,17 @@ describe("timed events (API.md §9)", () => {
     database = await createMigratedDatabase();
     receiver = await startReceiver();
     t = await startApp(env(), { clock });
-    const created = await t.app.inject({
-      method: "POST",
-      url: "/v1/subscriptions",
-      headers: bearer(userJwt("ops-timed", { scope: "subscriptions:manage" })),
-      payload: { url: receiver.url, events: TIMED_TYPES, description: "timed events test" },
+    await subscribe(t, bearer(userJwt("ops-timed", { scope: "subscriptions:manage" })), receiver, {
+      events: TIMED_TYPES,
+      description: "timed events test",
     });
-    expect(created.statusCode).toBe(201);
-    receiver.secrets.push(created.json().secret);
-    client = new pg.Client({ connectionString: database.url });
-    await client.connect();
+    client = await connectSql(database.url);
   });
-  afterAll(async () => {
-    await client?.end();
-    await t?.close();
-    await receiver?.close();
-    if (database) await dropDatabase(database.name);
-  });
+  afterAll(() => closeFlow({ sql: client, app: t, receiver, database }));
 
   /** An appointment.scheduled delivery with times relative to the test clock. */
   async function schedule(options: ScheduleOptions = {}, app: TestApp = t): Promise<Scheduled> {
-    const event = scheduledEvent({ now: clock.now(), ...options });
-    const delivery = signedDelivery(event);
-    const res = await app.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+    const res = await deliver(app, eventAt(clock, options));
     expect(res.statusCode).toBe(200);
     const body = res.json();
     expect(body.applied).toBe(true);
@@ -87,31 +72,24 @@ describe("timed events (API.md §9)", () => {
   }
 
   async function cancel(externalId: string, revision?: number) {
-    const delivery = signedDelivery(cancelledEvent(externalId, revision));
-    const res = await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+    const res = await deliver(t, cancelledEvent(externalId, revision));
     expect(res.statusCode).toBe(200);
     expect(res.json().applied).toBe(true);
   }
 
   /** A join token for `userId`, with a user JWT valid at the test clock's time. */
   async function join(externalId: string, userId: string) {
-    const iat = Math.floor(clock.now().getTime() / 1000);
-    const res = await t.app.inject({
-      method: "POST",
-      url: `/v1/appointments/${encodeURIComponent(externalId)}/join-token`,
-      headers: bearer(userJwt(userId, { claims: { iat, exp: iat + 600 } })),
-    });
+    const res = await requestJoinToken(t, externalId, bearerAt(clock, userId));
     expect(res.statusCode).toBe(201);
     return res.json();
   }
 
   /** The video gateway's presence report (API.md §10) about a token's holder, with a gateway JWT valid at the test clock's time. */
   async function gatewayReports(token: string, state: "joined" | "left") {
-    const iat = Math.floor(clock.now().getTime() / 1000);
     const res = await t.app.inject({
       method: "POST",
       url: "/v1/presence",
-      headers: bearer(userJwt("gw-timed", { scope: "tokens:introspect", claims: { iat, exp: iat + 600 } })),
+      headers: bearerAt(clock, "gw-timed", "tokens:introspect"),
       payload: { token, state },
     });
     expect(res.statusCode, res.body).toBe(200);

@@ -1,11 +1,23 @@
 import { randomUUID } from "node:crypto";
 import type { LightMyRequestResponse } from "fastify";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp, TestClock } from "../helpers/app.js";
 import { liveKitParticipantEvent, signLiveKitWebhook } from "../helpers/fake-livekit.js";
-import { bearer, OPERATOR_SCOPES, type ScheduleOptions, scheduledEvent, signedDelivery, userJwt } from "../helpers/fixtures.js";
-import { createMigratedDatabase, dropDatabase } from "../helpers/postgres.js";
+import { bearer, OPERATOR_SCOPES, type ScheduleOptions, scheduledEvent, userJwt } from "../helpers/fixtures.js";
+import {
+  type AuditEntry,
+  closeFlow,
+  connectSql,
+  deliver,
+  eventAt,
+  readAppointment,
+  requestJoinToken,
+  subscribe,
+  undeliveredCount,
+  userJwtAt,
+} from "../helpers/flow.js";
+import { createMigratedDatabase } from "../helpers/postgres.js";
 import { type ReceivedEvent, type Receiver, startReceiver } from "../helpers/receiver.js";
 
 /**
@@ -38,14 +50,6 @@ interface Issued {
   role: string;
 }
 
-interface AuditEntry {
-  at: string;
-  type: string;
-  actor: string;
-  outcome: string;
-  detail: Record<string, unknown>;
-}
-
 const NOBODY = { agent: { present: false, since: null }, customer: { present: false, since: null } };
 
 describe("POST /v1/presence (API.md §10, local provider)", () => {
@@ -58,10 +62,7 @@ describe("POST /v1/presence (API.md §10, local provider)", () => {
   const tokens: string[] = [];
 
   /** A JWT valid at the test clock's time. */
-  const jwtAt = (sub: string, scope?: string) => {
-    const iat = Math.floor(clock.now().getTime() / 1000);
-    return userJwt(sub, { ...(scope ? { scope } : {}), claims: { iat, exp: iat + 600 } });
-  };
+  const jwtAt = (sub: string, scope?: string) => userJwtAt(clock, sub, scope);
   const operator = () => bearer(jwtAt("ops-presence", OPERATOR_SCOPES));
   const gateway = () => bearer(jwtAt(GATEWAY, "tokens:introspect"));
 
@@ -69,37 +70,23 @@ describe("POST /v1/presence (API.md §10, local provider)", () => {
     database = await createMigratedDatabase();
     receiver = await startReceiver();
     t = await startApp({ DATABASE_URL: database.url, SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS: "true", RATE_LIMIT_JOIN_PER_MINUTE: "0" }, { clock });
-    const created = await t.app.inject({
-      method: "POST",
-      url: "/v1/subscriptions",
-      headers: bearer(jwtAt("ops-presence", "subscriptions:manage")),
-      payload: { url: `${receiver.url}/events`, events: PRESENCE_EVENTS, description: "presence test" },
+    await subscribe(t, bearer(jwtAt("ops-presence", "subscriptions:manage")), receiver, {
+      path: "/events",
+      events: PRESENCE_EVENTS,
+      description: "presence test",
     });
-    expect(created.statusCode).toBe(201);
-    receiver.secrets.push(created.json().secret);
-    client = new pg.Client({ connectionString: database.url });
-    await client.connect();
+    client = await connectSql(database.url);
   });
-  afterAll(async () => {
-    await client?.end();
-    await t?.close();
-    await receiver?.close();
-    if (database) await dropDatabase(database.name);
-  });
+  afterAll(() => closeFlow({ sql: client, app: t, receiver, database }));
 
   async function schedule(options: ScheduleOptions = {}): Promise<Appointment> {
-    const delivery = signedDelivery(scheduledEvent({ now: clock.now(), ...options }));
-    const res = await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+    const res = await deliver(t, eventAt(clock, options));
     expect(res.statusCode).toBe(200);
     return res.json().appointment;
   }
 
   async function join(externalId: string, userId: string): Promise<Issued> {
-    const res = await t.app.inject({
-      method: "POST",
-      url: `/v1/appointments/${encodeURIComponent(externalId)}/join-token`,
-      headers: bearer(jwtAt(userId)),
-    });
+    const res = await requestJoinToken(t, externalId, bearer(jwtAt(userId)));
     expect(res.statusCode, res.body).toBe(201);
     const issued = res.json() as Issued;
     tokens.push(issued.token);
@@ -148,11 +135,7 @@ describe("POST /v1/presence (API.md §10, local provider)", () => {
     expect(problem.reason).toBe(reason);
   }
 
-  async function read(externalId: string): Promise<Appointment> {
-    const res = await t.app.inject({ method: "GET", url: `/v1/appointments/${encodeURIComponent(externalId)}`, headers: operator() });
-    expect(res.statusCode).toBe(200);
-    return res.json();
-  }
+  const read = (externalId: string): Promise<Appointment> => readAppointment(t, externalId, operator());
   const presenceOf = async (externalId: string) => (await read(externalId)).presence;
 
   async function participantEntries(externalId: string): Promise<AuditEntry[]> {
@@ -164,15 +147,7 @@ describe("POST /v1/presence (API.md §10, local provider)", () => {
 
   /** Waits until everything written for the appointment has been delivered, then answers its presence events by sequence. */
   async function delivered(externalId: string): Promise<ReceivedEvent[]> {
-    const undelivered = async () => {
-      const { rows } = await client.query<{ n: number }>(
-        `SELECT (SELECT count(*) FROM outbox_events WHERE external_id = $1)::int
-              + (SELECT count(*) FROM subscription_deliveries WHERE external_id = $1 AND status <> 'delivered')::int AS n`,
-        [externalId],
-      );
-      return rows[0]?.n;
-    };
-    await expect.poll(undelivered, { timeout: 10_000, interval: 50 }).toBe(0);
+    await expect.poll(() => undeliveredCount(client, externalId), { timeout: 10_000, interval: 50 }).toBe(0);
     const events = receiver
       .of(externalId)
       .filter((e) => PRESENCE_EVENTS.includes(e.type))
@@ -360,10 +335,10 @@ describe("POST /v1/presence (API.md §10, local provider)", () => {
     await reported({ token: replaced.token, state: "joined" });
     // The scheduler gives the appointment to another customer (same times): the first one's token is revoked (reassigned).
     const newCustomerId = `${a.customer.id}-new`;
-    const delivery = signedDelivery(
+    const res = await deliver(
+      t,
       scheduledEvent({ externalId: a.externalId, agentId: a.agent.id, customerId: newCustomerId, revision: 2, now: new Date(Date.parse(a.join.agentOpensAt) + 10 * MINUTE) }),
     );
-    const res = await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
     expect(res.json().appointment.customer.id).toBe(newCustomerId);
     const current = await join(a.externalId, newCustomerId);
     clock.advance(MINUTE);

@@ -11,16 +11,11 @@ import {
   startFakeDaily,
 } from "../helpers/fake-daily.js";
 import type { RecordedRequest } from "../helpers/fake-server.js";
-import {
-  bearer,
-  cancelledEvent,
-  OPERATOR_SCOPES,
-  type ScheduleOptions,
-  scheduledEvent,
-  signedDelivery,
-  userJwt,
-} from "../helpers/fixtures.js";
-import { createMigratedDatabase, dropDatabase } from "../helpers/postgres.js";
+import { cancelledEvent, OPERATOR_SCOPES, type ScheduleOptions, type scheduledEvent } from "../helpers/fixtures.js";
+import * as flow from "../helpers/flow.js";
+import { EJECT_WAIT_MS, EJECT_WITHIN_MS, HOUR, MINUTE, PRESENCE_EVENTS, SECOND } from "../helpers/flow.js";
+import { type AuditEntry, bearerAt, closeFlow, flowEnv, requestJoinToken, sleep, subscribe, until } from "../helpers/flow.js";
+import { createMigratedDatabase } from "../helpers/postgres.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
 
 /**
@@ -36,19 +31,10 @@ import { type Receiver, startReceiver } from "../helpers/receiver.js";
 
 const API_KEY = "daily-flow-api-key-5c1e9d7f2a4b6c8e0d1f3a5b7c9e1f3a";
 const WEBHOOK_SECRET = randomBytes(32).toString("base64");
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
-/** API.md §10: a participant is removed within 5 s of the revocation while the provider answers. */
-const EJECT_WITHIN_MS = 5 * SECOND;
-/** How long a test waits for an ejection before it looks at how late it was (a clearer failure than a timeout). */
-const EJECT_WAIT_MS = 9 * SECOND;
 /** How long "nothing (more) happens" is watched: three worker passes and a dispatch. */
 const QUIET_MS = 3 * SECOND;
-const PRESENCE_EVENTS = ["participant.joined", "participant.left", "participant.ejected"];
 
 const epoch = (at: string | number | Date) => Math.floor(new Date(at).getTime() / 1000);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /**
  * Daily's meeting tokens carry no nonce: the same properties in the same
  * second (its `iat`) make the same JWT. The double-click test below asks
@@ -56,14 +42,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * one user wait for the next second, so that they test what they name.
  */
 const nextSecond = () => sleep(SECOND - (Date.now() % SECOND) + 10);
-
-async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const giveUpAt = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > giveUpAt) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}
 
 interface Scheduled {
   /** The appointment.scheduled event that made it. */
@@ -95,24 +73,18 @@ describe("VIDEO_PROVIDER=daily end to end (API.md §8, §10)", () => {
   let receiver: Receiver;
   let t: TestApp;
   const clock = new TestClock();
-  const env = () => ({
-    DATABASE_URL: database.url,
-    VIDEO_PROVIDER: "daily",
-    DAILY_API_KEY: API_KEY,
-    DAILY_API_BASE: fake.url,
-    DAILY_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    PROVIDER_TIMEOUT_MS: "3000",
-    SESSION_RECONCILE_INTERVAL_MS: "100",
-    RATE_LIMIT_JOIN_PER_MINUTE: "0",
-    RATE_LIMIT_PER_MINUTE: "0",
-    SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS: "true",
-  });
+  const env = () =>
+    flowEnv(database.url, {
+      VIDEO_PROVIDER: "daily",
+      DAILY_API_KEY: API_KEY,
+      DAILY_API_BASE: fake.url,
+      DAILY_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      PROVIDER_TIMEOUT_MS: "3000",
+      RATE_LIMIT_PER_MINUTE: "0",
+    });
 
   /** JWTs are checked against the app's clock: they are made valid at its time. */
-  const jwtAt = (sub: string, scope?: string) => {
-    const iat = Math.floor(clock.now().getTime() / 1000);
-    return bearer(userJwt(sub, { ...(scope ? { scope } : {}), claims: { iat, exp: iat + HOUR / SECOND } }));
-  };
+  const jwtAt = (sub: string, scope?: string) => bearerAt(clock, sub, scope, HOUR / SECOND);
   const operator = () => jwtAt("ops-daily", `${OPERATOR_SCOPES} subscriptions:manage`);
 
   beforeAll(async () => {
@@ -120,33 +92,18 @@ describe("VIDEO_PROVIDER=daily end to end (API.md §8, §10)", () => {
     fake = await startFakeDaily({ apiKey: API_KEY, domain: "acme-clinic" });
     receiver = await startReceiver();
     t = await startApp(env(), { clock });
-    const created = await t.app.inject({
-      method: "POST",
-      url: "/v1/subscriptions",
-      headers: operator(),
-      payload: { url: `${receiver.url}/events`, events: PRESENCE_EVENTS, description: "daily flow test" },
-    });
-    expect(created.statusCode).toBe(201);
-    receiver.secrets.push(created.json().secret);
+    await subscribe(t, operator(), receiver, { path: "/events", events: PRESENCE_EVENTS, description: "daily flow test" });
   });
   afterEach(() => {
     fake.resetFaults();
   });
-  afterAll(async () => {
-    await t?.close();
-    await receiver?.close();
-    await fake?.close();
-    if (database) await dropDatabase(database.name);
-  });
+  afterAll(() => closeFlow({ app: t, receiver, fake, database }));
 
   // --- the service's side -------------------------------------------------------------------------------------
 
-  async function deliver(body: unknown, app: TestApp = t) {
-    const delivery = signedDelivery(body);
-    return app.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
-  }
+  const deliver = (body: unknown) => flow.deliver(t, body);
 
-  const eventAt = (options: ScheduleOptions = {}) => scheduledEvent({ now: clock.now(), ...options });
+  const eventAt = (options: ScheduleOptions = {}) => flow.eventAt(clock, options);
 
   /** A new appointment whose session is ready (200), with times relative to the test clock. */
   async function schedule(options: ScheduleOptions = {}): Promise<Scheduled> {
@@ -176,13 +133,7 @@ describe("VIDEO_PROVIDER=daily end to end (API.md §8, §10)", () => {
     return appointment;
   }
 
-  const join = (externalId: string, userId: string, body?: object, app: TestApp = t) =>
-    app.app.inject({
-      method: "POST",
-      url: `/v1/appointments/${encodeURIComponent(externalId)}/join-token`,
-      headers: jwtAt(userId),
-      ...(body !== undefined ? { payload: body } : {}),
-    });
+  const join = (externalId: string, userId: string, body?: object) => requestJoinToken(t, externalId, jwtAt(userId), body);
 
   async function joined(externalId: string, userId: string, body?: object): Promise<Issued> {
     const res = await join(externalId, userId, body);
@@ -193,11 +144,7 @@ describe("VIDEO_PROVIDER=daily end to end (API.md §8, §10)", () => {
   const readAppointment = async (externalId: string) =>
     (await t.app.inject({ method: "GET", url: `/v1/appointments/${encodeURIComponent(externalId)}`, headers: operator() })).json();
 
-  async function auditOf(externalId: string): Promise<{ type: string; actor: string; outcome: string; detail: Record<string, unknown> }[]> {
-    const res = await t.app.inject({ method: "GET", url: `/v1/appointments/${encodeURIComponent(externalId)}/events`, headers: operator() });
-    expect(res.statusCode).toBe(200);
-    return res.json().events;
-  }
+  const auditOf = (externalId: string): Promise<AuditEntry[]> => flow.auditOf(t, externalId, operator());
 
   const storedTokens = (externalId: string) => t.db.prisma.joinToken.count({ where: { appointment: { externalId } } });
 
@@ -263,7 +210,7 @@ describe("VIDEO_PROVIDER=daily end to end (API.md §8, §10)", () => {
     });
   }
 
-  const eventsOf = (externalId: string, type: string) => receiver.of(externalId).filter((event) => event.type === type);
+  const eventsOf = (externalId: string, type: string) => flow.eventsOf(receiver, externalId, type);
 
   // --- 1. the core flow -------------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { LightMyRequestResponse } from "fastify";
 import type { JWTPayload } from "jose";
 import { type ClaimGrants, TokenVerifier } from "livekit-server-sdk";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp, TestClock } from "../helpers/app.js";
 import {
@@ -13,8 +13,11 @@ import {
   signLiveKitWebhook,
   startFakeLiveKit,
 } from "../helpers/fake-livekit.js";
-import { bearer, cancelledEvent, OPERATOR_SCOPES, type ScheduleOptions, scheduledEvent, signedDelivery, uniqueId, userJwt } from "../helpers/fixtures.js";
-import { createMigratedDatabase, dropDatabase } from "../helpers/postgres.js";
+import { bearer, cancelledEvent, OPERATOR_SCOPES, type ScheduleOptions, type scheduledEvent, uniqueId, userJwt } from "../helpers/fixtures.js";
+import * as flow from "../helpers/flow.js";
+import { EJECT_WITHIN_MS, MINUTE, PRESENCE_EVENTS, SECOND } from "../helpers/flow.js";
+import { type AuditEntry, bearerAt, closeFlow, connectSql, deliver, eventAt, flowEnv, requestJoinToken, sleep, subscribe, undeliveredCount } from "../helpers/flow.js";
+import { createMigratedDatabase } from "../helpers/postgres.js";
 import { parseDelivery, type ReceivedEvent, type Receiver } from "../helpers/receiver.js";
 
 /**
@@ -29,10 +32,6 @@ const API_SECRET = "flow-secret-Vb4nT8cW2kR6yH1dJ5sZ9qM3eA7uG0pX";
 const CREDENTIALS = { apiKey: API_KEY, apiSecret: API_SECRET };
 const verifier = new TokenVerifier(API_KEY, API_SECRET);
 
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-/** API.md §10: a participant is removed within 5 s of the revocation while the provider answers. */
-const EJECT_WITHIN_MS = 5 * SECOND;
 /** How long "no removal (more)" is watched: two passes of the ejection worker (every second) and a call. */
 const QUIET_MS = 2500;
 const REMOVE_PARTICIPANT = "/twirp/livekit.RoomService/RemoveParticipant";
@@ -64,14 +63,6 @@ interface Seated extends Booked {
   customer: Issued;
 }
 
-interface AuditEntry {
-  at: string;
-  type: string;
-  actor: string;
-  outcome: string;
-  detail: Record<string, unknown>;
-}
-
 interface Removal {
   room: string;
   identity: string;
@@ -79,19 +70,14 @@ interface Removal {
   at: number;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const epochSeconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
 
-/** Polls `probe` every 50 ms until it answers something defined, or fails after `timeoutMs`. */
-async function until<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
-  const giveUpAt = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > giveUpAt) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
+/**
+ * Polls `probe` every 50 ms until it answers something defined, or fails after `timeoutMs`
+ * (the shared poll, with this file's order of arguments and interval: its probes read the API and the database).
+ */
+const until = <T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> =>
+  flow.until(what, probe, timeoutMs, 50);
 
 type Subscriber = Pick<Receiver, "url" | "secrets" | "received" | "of" | "waitFor" | "close">;
 
@@ -158,67 +144,41 @@ describe("VIDEO_PROVIDER=livekit end to end", () => {
   let t: TestApp;
   let sql: pg.Client;
   const clock = new TestClock();
-  const env = () => ({
-    DATABASE_URL: database.url,
-    VIDEO_PROVIDER: "livekit",
-    LIVEKIT_URL: fake.url,
-    LIVEKIT_API_KEY: API_KEY,
-    LIVEKIT_API_SECRET: API_SECRET,
-    PROVIDER_TIMEOUT_MS: "1000",
-    SESSION_RECONCILE_INTERVAL_MS: "100",
-    RATE_LIMIT_JOIN_PER_MINUTE: "0",
-    SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS: "true",
-  });
+  const env = () =>
+    flowEnv(database.url, {
+      VIDEO_PROVIDER: "livekit",
+      LIVEKIT_URL: fake.url,
+      LIVEKIT_API_KEY: API_KEY,
+      LIVEKIT_API_SECRET: API_SECRET,
+      PROVIDER_TIMEOUT_MS: "1000",
+    });
 
   beforeAll(async () => {
     database = await createMigratedDatabase();
     fake = await startFakeLiveKit(CREDENTIALS);
     receiver = await startSubscriber();
     t = await startApp(env(), { clock });
-    const created = await t.app.inject({
-      method: "POST",
-      url: "/v1/subscriptions",
-      headers: bearer(userJwt("ops-livekit", { scope: "subscriptions:manage" })),
-      payload: {
-        url: `${receiver.url}/events`,
-        events: ["participant.joined", "participant.left", "participant.ejected"],
-        description: "livekit flow test",
-      },
+    await subscribe(t, bearer(userJwt("ops-livekit", { scope: "subscriptions:manage" })), receiver, {
+      path: "/events",
+      events: PRESENCE_EVENTS,
+      description: "livekit flow test",
     });
-    expect(created.statusCode).toBe(201);
-    receiver.secrets.push(created.json().secret);
-    sql = new pg.Client({ connectionString: database.url });
-    await sql.connect();
+    sql = await connectSql(database.url);
   });
   afterEach(() => {
     fake.createRoom.reset();
     fake.removeParticipant.reset();
   });
-  afterAll(async () => {
-    await sql?.end();
-    await t?.close();
-    await receiver?.close();
-    await fake?.close();
-    if (database) await dropDatabase(database.name);
-  });
+  afterAll(() => closeFlow({ sql, app: t, receiver, fake, database }));
 
   // ---- helpers over the app, the fake and the receiver ----
 
   /** A user's JWT, valid at the test clock's time (the app checks exp against its clock). */
-  const jwtAt = (sub: string, scope?: string) => {
-    const iat = Math.floor(clock.now().getTime() / 1000);
-    return bearer(userJwt(sub, { ...(scope ? { scope } : {}), claims: { iat, exp: iat + 600 } }));
-  };
+  const jwtAt = (sub: string, scope?: string) => bearerAt(clock, sub, scope);
   const operator = () => jwtAt("ops-1", OPERATOR_SCOPES);
 
-  const deliver = (app: TestApp, body: unknown) => {
-    const delivery = signedDelivery(body);
-    return app.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
-  };
-
   const scheduled = (options: ScheduleOptions = {}) =>
-    scheduledEvent({
-      now: clock.now(),
+    eventAt(clock, {
       durationMinutes: 60,
       ...options,
       settings: options.settings === null ? null : { maxParticipants: 2, waitingRoom: false, ...options.settings },
@@ -240,13 +200,7 @@ describe("VIDEO_PROVIDER=livekit end to end", () => {
     };
   }
 
-  const join = (externalId: string, userId: string, body?: object, app: TestApp = t) =>
-    app.app.inject({
-      method: "POST",
-      url: `/v1/appointments/${encodeURIComponent(externalId)}/join-token`,
-      headers: jwtAt(userId),
-      ...(body !== undefined ? { payload: body } : {}),
-    });
+  const join = (externalId: string, userId: string, body?: object, app: TestApp = t) => requestJoinToken(app, externalId, jwtAt(userId), body);
 
   async function issued(externalId: string, userId: string, body?: object, app: TestApp = t): Promise<Issued> {
     const res = await join(externalId, userId, body, app);
@@ -264,21 +218,9 @@ describe("VIDEO_PROVIDER=livekit end to end", () => {
     return { ...booked, agent, customer };
   }
 
-  const readAppointment = async (externalId: string) => {
-    const res = await t.app.inject({ method: "GET", url: `/v1/appointments/${encodeURIComponent(externalId)}`, headers: operator() });
-    expect(res.statusCode).toBe(200);
-    return res.json();
-  };
+  const readAppointment = (externalId: string) => flow.readAppointment(t, externalId, operator());
 
-  const auditOf = async (externalId: string): Promise<AuditEntry[]> => {
-    const res = await t.app.inject({
-      method: "GET",
-      url: `/v1/appointments/${encodeURIComponent(externalId)}/events?limit=500`,
-      headers: operator(),
-    });
-    expect(res.statusCode).toBe(200);
-    return res.json().events;
-  };
+  const auditOf = (externalId: string): Promise<AuditEntry[]> => flow.auditOf(t, externalId, operator(), 500);
 
   const introspect = async (token: string) =>
     (await t.app.inject({ method: "POST", url: "/v1/tokens/introspect", headers: operator(), payload: { token } })).json();
@@ -329,19 +271,9 @@ describe("VIDEO_PROVIDER=livekit end to end", () => {
 
   /** Everything written for the appointment has reached the receiver (nothing in the outbox, nothing undelivered). */
   const drained = (externalId: string) =>
-    until(
-      async () => {
-        const { rows } = await sql.query<{ n: number }>(
-          `SELECT (SELECT count(*) FROM outbox_events WHERE external_id = $1)::int
-                + (SELECT count(*) FROM subscription_deliveries WHERE external_id = $1 AND status <> 'delivered')::int AS n`,
-          [externalId],
-        );
-        return rows[0]?.n === 0 ? true : undefined;
-      },
-      `events of ${externalId} delivered`,
-    );
+    until(async () => ((await undeliveredCount(sql, externalId)) === 0 ? true : undefined), `events of ${externalId} delivered`);
 
-  const eventsOf = (externalId: string, type: string) => receiver.of(externalId).filter((event) => event.type === type);
+  const eventsOf = (externalId: string, type: string) => flow.eventsOf(receiver, externalId, type);
 
   /** A LiveKit webhook about a participant, signed as LiveKit signs it unless told otherwise. */
   async function liveKitCallback(

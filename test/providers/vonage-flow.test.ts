@@ -3,16 +3,11 @@ import { createSigner, createVerifier } from "fast-jwt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp, TestClock } from "../helpers/app.js";
 import { type FakeVonage, sessionMonitoringBody, signedCallback, startFakeVonage } from "../helpers/fake-vonage.js";
-import {
-  bearer,
-  cancelledEvent,
-  OPERATOR_SCOPES,
-  type ScheduleOptions,
-  scheduledEvent,
-  signedDelivery,
-  userJwt,
-} from "../helpers/fixtures.js";
-import { createMigratedDatabase, dropDatabase } from "../helpers/postgres.js";
+import { cancelledEvent, OPERATOR_SCOPES, type ScheduleOptions, type scheduledEvent } from "../helpers/fixtures.js";
+import * as flow from "../helpers/flow.js";
+import { EJECT_WAIT_MS, EJECT_WITHIN_MS, HOUR, MINUTE, PRESENCE_EVENTS, SECOND } from "../helpers/flow.js";
+import { type AuditEntry, bearerAt, closeFlow, flowEnv, requestJoinToken, sleep, subscribe, until } from "../helpers/flow.js";
+import { createMigratedDatabase } from "../helpers/postgres.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
 
 /**
@@ -28,29 +23,12 @@ import { type Receiver, startReceiver } from "../helpers/receiver.js";
 
 const APPLICATION_ID = "app-vonage-flow";
 const SIGNATURE_SECRET = `vonage-signature-${randomBytes(18).toString("base64url")}`;
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
-/** API.md §10: a participant is removed within 5 s of the revocation while the provider answers. */
-const EJECT_WITHIN_MS = 5 * SECOND;
-/** How long a test waits for a removal before looking at how late it was (a clearer failure than a timeout). */
-const EJECT_WAIT_MS = 9 * SECOND;
 /** How long "nothing (more) happens" is watched: three passes of the ejection worker and a dispatch. */
 const QUIET_MS = 3 * SECOND;
-const PRESENCE_EVENTS = ["participant.joined", "participant.left", "participant.ejected"];
 const CALLBACKS = "/v1/providers/vonage/events";
 const FORCE_DISCONNECT = /^\/v2\/project\/([^/]+)\/session\/([^/]+)\/connection\/([^/]+)$/;
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const giveUpAt = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > giveUpAt) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}
 
 type ScheduledEvent = ReturnType<typeof scheduledEvent>;
 
@@ -82,13 +60,6 @@ interface Connection {
   tokenId: string;
 }
 
-interface AuditEntry {
-  type: string;
-  actor: string;
-  outcome: string;
-  detail: Record<string, unknown>;
-}
-
 describe("VIDEO_PROVIDER=vonage end to end: waiting room, presence, ejections (API.md §3, §8, §10)", () => {
   const { publicKey, privateKey } = generateKeyPairSync("rsa", {
     modulusLength: 2048,
@@ -103,25 +74,19 @@ describe("VIDEO_PROVIDER=vonage end to end: waiting room, presence, ejections (A
   let receiver: Receiver;
   let t: TestApp;
   const clock = new TestClock();
-  const env = (): Record<string, string | undefined> => ({
-    DATABASE_URL: database.url,
-    VIDEO_PROVIDER: "vonage",
-    VONAGE_APPLICATION_ID: APPLICATION_ID,
-    VONAGE_PRIVATE_KEY: privateKey,
-    VONAGE_API_BASE: fake.url,
-    VONAGE_SIGNATURE_SECRET: SIGNATURE_SECRET,
-    PROVIDER_TIMEOUT_MS: "3000",
-    SESSION_RECONCILE_INTERVAL_MS: "100",
-    RATE_LIMIT_JOIN_PER_MINUTE: "0",
-    RATE_LIMIT_PER_MINUTE: "0",
-    SUBSCRIPTIONS_ALLOW_PRIVATE_TARGETS: "true",
-  });
+  const env = () =>
+    flowEnv(database.url, {
+      VIDEO_PROVIDER: "vonage",
+      VONAGE_APPLICATION_ID: APPLICATION_ID,
+      VONAGE_PRIVATE_KEY: privateKey,
+      VONAGE_API_BASE: fake.url,
+      VONAGE_SIGNATURE_SECRET: SIGNATURE_SECRET,
+      PROVIDER_TIMEOUT_MS: "3000",
+      RATE_LIMIT_PER_MINUTE: "0",
+    });
 
   /** JWTs are checked against the app's clock: they are made valid at its time. */
-  const jwtAt = (sub: string, scope?: string) => {
-    const iat = Math.floor(clock.now().getTime() / SECOND);
-    return bearer(userJwt(sub, { ...(scope ? { scope } : {}), claims: { iat, exp: iat + HOUR / SECOND } }));
-  };
+  const jwtAt = (sub: string, scope?: string) => bearerAt(clock, sub, scope, HOUR / SECOND);
   const operator = () => jwtAt("ops-vonage", `${OPERATOR_SCOPES} subscriptions:manage`);
 
   beforeAll(async () => {
@@ -129,34 +94,19 @@ describe("VIDEO_PROVIDER=vonage end to end: waiting room, presence, ejections (A
     fake = await startFakeVonage({ applicationId: APPLICATION_ID, publicKey });
     receiver = await startReceiver();
     t = await startApp(env(), { clock });
-    const created = await t.app.inject({
-      method: "POST",
-      url: "/v1/subscriptions",
-      headers: operator(),
-      payload: { url: `${receiver.url}/events`, events: PRESENCE_EVENTS, description: "vonage flow test" },
-    });
-    expect(created.statusCode).toBe(201);
-    receiver.secrets.push(created.json().secret);
+    await subscribe(t, operator(), receiver, { path: "/events", events: PRESENCE_EVENTS, description: "vonage flow test" });
   });
   afterEach(() => {
     fake.createSession.reset();
     fake.forceDisconnect.reset();
   });
-  afterAll(async () => {
-    await t?.close();
-    await receiver?.close();
-    await fake?.close();
-    if (database) await dropDatabase(database.name);
-  });
+  afterAll(() => closeFlow({ app: t, receiver, fake, database }));
 
   // --- the service's side -------------------------------------------------------------------------------------
 
-  async function deliver(body: unknown, app: TestApp = t) {
-    const delivery = signedDelivery(body);
-    return app.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
-  }
+  const deliver = (body: unknown) => flow.deliver(t, body);
 
-  const eventAt = (options: ScheduleOptions = {}) => scheduledEvent({ now: clock.now(), ...options });
+  const eventAt = (options: ScheduleOptions = {}) => flow.eventAt(clock, options);
 
   /** A new appointment whose Vonage session is ready (200), with times relative to the test clock. */
   async function schedule(options: ScheduleOptions = {}): Promise<Scheduled> {
@@ -176,13 +126,7 @@ describe("VIDEO_PROVIDER=vonage end to end: waiting room, presence, ejections (A
     };
   }
 
-  const join = (externalId: string, userId: string, body?: object, app: TestApp = t) =>
-    app.app.inject({
-      method: "POST",
-      url: `/v1/appointments/${encodeURIComponent(externalId)}/join-token`,
-      headers: jwtAt(userId),
-      ...(body !== undefined ? { payload: body } : {}),
-    });
+  const join = (externalId: string, userId: string, body?: object) => requestJoinToken(t, externalId, jwtAt(userId), body);
 
   async function joined(externalId: string, userId: string, body?: object): Promise<Issued> {
     const res = await join(externalId, userId, body);
@@ -190,17 +134,9 @@ describe("VIDEO_PROVIDER=vonage end to end: waiting room, presence, ejections (A
     return res.json() as Issued;
   }
 
-  const readAppointment = async (externalId: string) => {
-    const res = await t.app.inject({ method: "GET", url: `/v1/appointments/${encodeURIComponent(externalId)}`, headers: operator() });
-    expect(res.statusCode).toBe(200);
-    return res.json();
-  };
+  const readAppointment = (externalId: string) => flow.readAppointment(t, externalId, operator());
 
-  async function auditOf(externalId: string): Promise<AuditEntry[]> {
-    const res = await t.app.inject({ method: "GET", url: `/v1/appointments/${encodeURIComponent(externalId)}/events`, headers: operator() });
-    expect(res.statusCode).toBe(200);
-    return res.json().events;
-  }
+  const auditOf = (externalId: string): Promise<AuditEntry[]> => flow.auditOf(t, externalId, operator());
 
   const presenceAudit = async (externalId: string) =>
     (await auditOf(externalId)).filter((e) => e.type === "participant.joined" || e.type === "participant.left");
@@ -208,7 +144,7 @@ describe("VIDEO_PROVIDER=vonage end to end: waiting room, presence, ejections (A
   const ejectionAudit = async (externalId: string) =>
     (await auditOf(externalId)).filter((e) => e.type === "participant.ejected" || e.type === "participant.eject_failed");
 
-  const eventsOf = (externalId: string, type: string) => receiver.of(externalId).filter((event) => event.type === type);
+  const eventsOf = (externalId: string, type: string) => flow.eventsOf(receiver, externalId, type);
 
   const revokeToken = async (tokenId: string, app: TestApp = t) => {
     const res = await app.app.inject({ method: "POST", url: "/v1/tokens/revoke", headers: operator(), payload: { tokenId } });
