@@ -34,6 +34,8 @@ export interface Config {
   authJwksUrl: string | undefined;
   authJwtIssuer: string | undefined;
   authJwtAudience: string | undefined;
+  /** AUTH_JWT_USER_CLAIM: the claim that holds the user id (`sub` unless set). */
+  authJwtUserClaim: string;
   /** The name of one of the registry's providers (src/providers/index.ts). */
   videoProvider: string;
   /** Each provider's own variables, keyed by provider name, then by variable name. */
@@ -75,6 +77,10 @@ const postgresUrl: Parser<string> = (raw) => {
 };
 
 const longSecret: Parser<string> = (raw) => (raw.length >= 32 ? ok(raw) : fail("a secret of at least 32 characters"));
+
+/** A JWT claim's name: a top-level member (no paths), as identity providers name them (`sub`, `email`, `preferred_username`). */
+const claimName: Parser<string> = (raw) =>
+  /^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$/.test(raw) ? ok(raw) : fail("a JWT claim name (letters, digits, _ : . -)");
 
 const WEBHOOK_SECRET_FORMAT = /^whsec_[A-Za-z0-9+/]+={0,2}$/;
 const webhookSecrets: Parser<string[]> = (raw) => {
@@ -131,6 +137,11 @@ export const variables = {
   AUTH_JWKS_URL: { parse: httpUrl, description: "identity provider's JWKS URL" },
   AUTH_JWT_ISSUER: { parse: text, description: "required `iss` of user JWTs" },
   AUTH_JWT_AUDIENCE: { parse: text, description: "required `aud` of user JWTs" },
+  AUTH_JWT_USER_CLAIM: {
+    parse: claimName,
+    default: "sub",
+    description: "the JWT claim holding the user id (e.g. email, when the scheduler knows users by e-mail)",
+  },
   VIDEO_PROVIDER: videoProviderVariable,
   EARLY_JOIN_MINUTES_AGENT: { parse: integer(0, 1440), default: 10, description: "agent may join this early" },
   EARLY_JOIN_MINUTES_CUSTOMER: { parse: integer(0, 1440), default: 5, description: "customer may join this early" },
@@ -223,6 +234,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     authJwksUrl: v.AUTH_JWKS_URL,
     authJwtIssuer: v.AUTH_JWT_ISSUER,
     authJwtAudience: v.AUTH_JWT_AUDIENCE,
+    authJwtUserClaim: v.AUTH_JWT_USER_CLAIM,
     videoProvider: v.VIDEO_PROVIDER,
     providerSettings,
     earlyJoinMinutesAgent: v.EARLY_JOIN_MINUTES_AGENT,

@@ -53,6 +53,9 @@ describe("loadConfig", () => {
       'VIDEO_PROVIDER must be one of local, vonage, genesys, livekit, daily (got "zoom")',
     ]);
     expect(problemsOf({ DATABASE_URL: "mysql://x" })[0]).toBe("DATABASE_URL must be a postgresql:// URL");
+    expect(problemsOf({ AUTH_JWT_USER_CLAIM: "user.email[0]" })).toEqual([
+      'AUTH_JWT_USER_CLAIM must be a JWT claim name (letters, digits, _ : . -) (got "user.email[0]")',
+    ]);
   });
 
   it("reports every problem, one line each", () => {

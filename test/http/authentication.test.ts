@@ -293,6 +293,43 @@ describe("issuer and audience", () => {
   });
 });
 
+describe("AUTH_JWT_USER_CLAIM: the claim that holds the user id", () => {
+  let byEmail: FastifyInstance;
+  let bySub: FastifyInstance;
+  beforeAll(async () => {
+    byEmail = await buildTestApp({ authJwtSecret: SECRET, authJwtUserClaim: "email" });
+    bySub = await buildTestApp({ authJwtSecret: SECRET });
+  });
+  afterAll(async () => {
+    await byEmail.close();
+    await bySub.close();
+  });
+
+  it("takes the user id from the named claim (the scheduler knows users by e-mail, the identity provider's sub is opaque)", async () => {
+    const token = sign(claims({ sub: "00u1a2b3c4opaque", email: "pat.doe@clinic.example", scope: "appointments:read" }));
+    expect(await accepted(byEmail, token)).toEqual({ userId: "pat.doe@clinic.example", scopes: ["appointments:read"] });
+    // Unset, it is sub, as before.
+    expect((await accepted(bySub, token)).userId).toBe("00u1a2b3c4opaque");
+  });
+
+  it("requires the named claim in every JWT, and still requires sub", async () => {
+    await rejected(byEmail, `Bearer ${sign(claims())}`);
+    expect((await rejected(byEmail, `Bearer ${sign(without("sub", { email: "pat.doe@clinic.example" }))}`)).detail).toBe(
+      "The token lacks a required claim.",
+    );
+  });
+
+  it("holds the named claim to the rules of sub: a string of 1 to 200 printable characters", async () => {
+    for (const email of ["", 42, ["pat.doe@clinic.example"], "a".repeat(201), "pat\u0000doe@clinic.example"]) {
+      const { detail } = await rejected(byEmail, `Bearer ${sign(claims({ email }))}`);
+      expect(detail, JSON.stringify(email)).toMatch(/^The token's email claim must be 1 to 200 printable characters\.$|^The token lacks a required claim\.$/);
+    }
+    expect((await rejected(byEmail, `Bearer ${sign(claims({ email: 42 }))}`)).detail).toBe(
+      "The token's email claim must be 1 to 200 printable characters.",
+    );
+  });
+});
+
 describe("authentication with AUTH_JWT_PUBLIC_KEY", () => {
   const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const p256 = generateKeyPairSync("ec", { namedCurve: "P-256" });

@@ -335,3 +335,42 @@ describe("per-user join rate limit", () => {
     expect(other.statusCode).toBe(404);
   });
 });
+
+describe("AUTH_JWT_USER_CLAIM=email: users matched by e-mail while the identity provider's sub is opaque", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startApp({ RATE_LIMIT_JOIN_PER_MINUTE: "0", AUTH_JWT_USER_CLAIM: "email" });
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  const asUser = (email: string, sub = `00u${uniqueId("idp")}`, scope?: string) =>
+    bearer(userJwt(sub, { claims: { email }, ...(scope ? { scope } : {}) }));
+
+  it("gives the scheduler's e-mail ids their tokens, reads their own appointment, and knows nobody by sub", async () => {
+    const agent = `${uniqueId("dr")}@clinic.example`;
+    const customer = `${uniqueId("pat")}@mail.example`;
+    const event = scheduledEvent({ agentId: agent, customerId: customer });
+    const delivery = signedDelivery(event);
+    const stored = await t.app.inject({ method: "POST", url: "/v1/webhooks/appointments", headers: delivery.headers, payload: delivery.payload });
+    expect(stored.statusCode).toBe(200);
+    const { externalId } = event.data;
+    const join = (headers: Record<string, string>) =>
+      t.app.inject({ method: "POST", url: `/v1/appointments/${externalId}/join-token`, headers });
+
+    const agentToken = await join(asUser(agent));
+    expect(agentToken.statusCode).toBe(201);
+    expect(agentToken.json()).toMatchObject({ role: "moderator" });
+    expect((await join(asUser(customer))).json()).toMatchObject({ role: "participant" });
+    const own = await t.app.inject({ method: "GET", url: `/v1/appointments/${externalId}`, headers: asUser(customer) });
+    expect(own.statusCode).toBe(200);
+
+    // The e-mail as sub, without the email claim, is nobody: the claim is required.
+    const bySub = await join(bearer(userJwt(agent)));
+    expect(bySub.statusCode).toBe(401);
+    expect(bySub.json()).toMatchObject({ code: "unauthenticated" });
+    // Someone else's e-mail is not theirs to use.
+    expect((await join(asUser(`${uniqueId("other")}@mail.example`))).statusCode).toBe(404);
+  });
+});

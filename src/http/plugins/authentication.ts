@@ -35,7 +35,8 @@ declare module "fastify" {
 export type AuthenticationConfig = Pick<
   Config,
   "authJwtSecret" | "authJwtPublicKey" | "authJwksUrl" | "authJwtIssuer" | "authJwtAudience"
->;
+> &
+  Partial<Pick<Config, "authJwtUserClaim">>;
 
 export interface AuthenticationOptions {
   config: AuthenticationConfig;
@@ -66,7 +67,7 @@ const NOT_YET_VALID = "The token is not valid yet.";
 const MISSING_CLAIM = "The token lacks a required claim.";
 const WRONG_ISSUER = "The token's issuer is not accepted.";
 const WRONG_AUDIENCE = "The token's audience is not accepted.";
-const BAD_SUBJECT = "The token's sub claim must be 1 to 200 printable characters.";
+const badUserClaim = (claim: string) => `The token's ${claim} claim must be 1 to 200 printable characters.`;
 // The same rule as the ids in webhooks (API.md §1): no control characters or lone surrogates.
 const PRINTABLE = /^[^\p{C}]+$/u;
 const NOT_CONFIGURED = "No identity provider is configured to verify bearer tokens.";
@@ -136,21 +137,31 @@ function scopesFrom(claims: Record<string, unknown>): Set<string> {
   return scopes;
 }
 
-function callerFrom(payload: unknown): Caller {
+/**
+ * The caller: the user id from the claim AUTH_JWT_USER_CLAIM names (`sub`
+ * by default; `email` where the scheduler knows users by e-mail while the
+ * identity provider's `sub` is opaque), and the scopes. `sub` is required
+ * whatever the claim (API.md, Actors); the named claim is too.
+ */
+function callerFrom(payload: unknown, userClaim: string): Caller {
   if (typeof payload !== "object" || payload === null) throw unauthenticated(MALFORMED);
   const claims = payload as Record<string, unknown>;
-  const { sub } = claims;
-  if (typeof sub !== "string" || sub.length > MAX_SUB_LENGTH || !PRINTABLE.test(sub)) throw unauthenticated(BAD_SUBJECT);
-  return { userId: sub, scopes: scopesFrom(claims) };
+  for (const claim of new Set(["sub", userClaim])) {
+    const value = claims[claim];
+    if (typeof value !== "string" || value.length > MAX_SUB_LENGTH || !PRINTABLE.test(value)) throw unauthenticated(badUserClaim(claim));
+  }
+  return { userId: claims[userClaim] as string, scopes: scopesFrom(claims) };
 }
 
 export default fp(
   async function authentication(app: FastifyInstance, { config, now, jwksFetchTimeoutMs }: AuthenticationOptions) {
+    const userClaim = config.authJwtUserClaim ?? "sub";
     const presented = new WeakMap<FastifyRequest, string>();
     const verify: NonNullable<FastifyJWTOptions["verify"]> = {
       requiredClaims: [
         "exp",
         "sub",
+        ...(userClaim !== "sub" ? [userClaim] : []),
         // fast-jwt skips allowedIss/allowedAud for an absent claim, so a configured one is also required.
         ...(config.authJwtIssuer !== undefined ? ["iss"] : []),
         ...(config.authJwtAudience !== undefined ? ["aud"] : []),
@@ -198,7 +209,7 @@ export default fp(
       } finally {
         presented.delete(request);
       }
-      request.caller = callerFrom(payload);
+      request.caller = callerFrom(payload, userClaim);
     });
   },
   // Its errors are AppErrors, which only problem-details turns into 401/403 answers.
