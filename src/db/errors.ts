@@ -65,6 +65,14 @@ export function isRejectedValue(error: unknown): boolean {
   return false;
 }
 
+/** A row a unique key already holds (SQLSTATE 23505). */
+export function isUniqueViolation(error: unknown): boolean {
+  for (const candidate of chain(error)) {
+    if (codesOf(candidate).includes("23505")) return true;
+  }
+  return false;
+}
+
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (const candidate of chain(error)) {
     if (codesOf(candidate).some((code) => UNAVAILABLE_PRISMA_CODES.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true;

@@ -1,5 +1,5 @@
 import { httpUrl, text, type VariableSpecs } from "../env-variables.js";
-import type { ProviderAdapter } from "./provider-adapter.js";
+import { everyVariableRequired, type ProviderAdapter } from "./provider-adapter.js";
 
 const variables = {
   GENESYS_LOGIN_BASE: { parse: httpUrl, description: "Genesys OAuth base URL" },
@@ -20,11 +20,7 @@ export const genesys: ProviderAdapter<typeof variables> = {
     sessionExpiry: false,
     providerWaitingRoom: true,
   },
-  // Every one of its variables is required.
-  configProblems: (settings) =>
-    Object.entries(settings)
-      .filter(([, value]) => !value)
-      .map(([name]) => `${name} is required with VIDEO_PROVIDER=genesys`),
+  configProblems: everyVariableRequired("genesys"),
 
   async create({ settings, config, now, observe }) {
     // The HTTP client is loaded only when Genesys is configured.

@@ -1,5 +1,5 @@
 import { httpUrl, type Parser, text, type ValuesOf, type VariableSpecs } from "../env-variables.js";
-import type { ProviderAdapter } from "./provider-adapter.js";
+import { everyVariableRequired, type ProviderAdapter } from "./provider-adapter.js";
 
 /**
  * LiveKit hands out its URL as wss://… (what clients connect to); its API is
@@ -32,10 +32,7 @@ export const livekit: ProviderAdapter<typeof variables> = {
     providerWaitingRoom: false,
   },
   // Every one of its variables is required.
-  configProblems: (settings) =>
-    Object.entries(settings)
-      .filter(([, value]) => !value)
-      .map(([name]) => `${name} is required with VIDEO_PROVIDER=livekit`),
+  configProblems: everyVariableRequired("livekit"),
 
   async create({ settings, config, now, observe }) {
     // The SDK (and the protobuf runtime under it) is loaded only when LiveKit is configured.

@@ -41,6 +41,14 @@ export interface ProviderSetup {
   start?: () => Promise<() => void>;
 }
 
+/** `configProblems` of an adapter none of whose variables may be missing: one line per missing one. */
+export const everyVariableRequired =
+  (provider: string) =>
+  (settings: Record<string, unknown>): string[] =>
+    Object.entries(settings)
+      .filter(([, value]) => !value)
+      .map(([name]) => `${name} is required with VIDEO_PROVIDER=${provider}`);
+
 /**
  * One video provider, as src/providers/index.ts lists it. Keep the adapter's
  * module light: config.ts reads every adapter's variables whichever is

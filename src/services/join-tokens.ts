@@ -3,9 +3,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { AppointmentRow } from "../db/repositories/appointment-rows.js";
 import type { AppointmentsRepository } from "../db/repositories/appointments.js";
 import type { JoinTokensRepository } from "../db/repositories/join-tokens.js";
+import { isUniqueViolation } from "../db/errors.js";
 import type { Queryable, Sql } from "../db/sql.js";
 import { providerUnavailable } from "../domain/errors.js";
 import { type Admission, checkHolders, checkWindow } from "../domain/join-rules.js";
+import type { ParticipantRole } from "../domain/join-window.js";
 import { hashToken } from "../domain/token-hash.js";
 import { type CallBudget, ProviderUnavailableError, type VideoProvider } from "../providers/video-provider.js";
 import type { JoinTokenResponse } from "../schemas/appointments.js";
@@ -35,7 +37,8 @@ interface PreparedToken {
   token: string;
   tokenId: string;
   sessionId: string;
-  role: string;
+  roomUrl: string | null;
+  role: ParticipantRole;
   notBefore: number;
   expiresAt: number;
 }
@@ -46,16 +49,6 @@ class SessionPending extends Error {
   }
 }
 class ChangedMeanwhile extends Error {}
-/**
- * A remote provider answered a token already stored: one that derives tokens
- * from their properties and the second (Daily's meeting tokens carry no
- * nonce) does so for two requests of a user within a second.
- */
-class SameTokenAgain extends Error {
-  constructor(readonly response: JoinTokenResponse | undefined) {
-    super("same token again");
-  }
-}
 /** The provider's room still expires at the appointment's old times (Daily, after a reschedule). */
 class ExpiryOutOfDate extends Error {
   constructor(readonly appointment: AppointmentRow) {
@@ -83,22 +76,26 @@ export class JoinTokenService {
   async issue(request: JoinRequest): Promise<JoinTokenResponse> {
     const budget: CallBudget = { deadline: Date.now() + this.options.budgetMs };
     for (let round = 0; round < MAX_ROUNDS; round++) {
+      let prepared: PreparedToken | undefined;
       try {
-        const prepared = this.options.provider.remote.tokens ? await this.prepareRemoteToken(request, budget) : undefined;
+        prepared = this.options.provider.remote.tokens ? await this.prepareRemoteToken(request, budget) : undefined;
         return await this.commit(request, budget, prepared);
       } catch (error) {
+        // A remote provider answered a token already stored: one that derives tokens from their properties and the
+        // second (Daily's meeting tokens carry no nonce) does so for two requests of a user within a second.
+        if (prepared && isUniqueViolation(error)) {
+          // The same user's live token, asked for again within its second (a double click): the same answer.
+          const again = await this.sameLiveToken(request, prepared);
+          if (again) return again;
+          // Revoked since: a new token can only differ in a later second.
+          await sleep(1000 - (Date.now() % 1000) + 5);
+          continue;
+        }
         if (error instanceof SessionPending) {
           await this.withProviderErrors(() => this.options.sessions.ensureReady(error.appointmentId, budget));
           continue;
         }
         if (error instanceof ChangedMeanwhile) continue;
-        // The same user's live token, asked for again within its second (a double click): the same answer.
-        if (error instanceof SameTokenAgain) {
-          if (error.response) return error.response;
-          // Revoked since: a new token can only differ in a later second.
-          await sleep(1000 - (Date.now() % 1000) + 5);
-          continue;
-        }
         if (error instanceof ExpiryOutOfDate) {
           await this.withProviderErrors(() => this.options.sessions.syncExpiry(error.appointment, budget));
           continue;
@@ -130,38 +127,39 @@ export class JoinTokenService {
         budget,
       ),
     );
-    const stored = await this.options.tokens.byHash({ tokenHash: hashToken(token) });
-    if (stored) {
-      const same =
-        stored.revokedAt === null &&
-        stored.userId === request.userId &&
-        stored.externalId === appointment.externalId &&
-        stored.sessionId === appointment.sessionId &&
-        stored.expiresAt.getTime() === appointment.closesAt.getTime();
-      throw new SameTokenAgain(
-        same
-          ? {
-              appointmentId: request.externalId,
-              provider: this.options.provider.name,
-              applicationId: this.options.provider.applicationId,
-              sessionId: stored.sessionId,
-              token,
-              tokenId: stored.id,
-              roomUrl: appointment.sessionRoomUrl,
-              role,
-              notBefore: stored.notBefore.toISOString(),
-              expiresAt: stored.expiresAt.toISOString(),
-            }
-          : undefined,
-      );
-    }
     return {
       token,
       tokenId,
       sessionId: appointment.sessionId,
+      roomUrl: appointment.sessionRoomUrl,
       role,
       notBefore: opensAt.getTime(),
       expiresAt: appointment.closesAt.getTime(),
+    };
+  }
+
+  /** The join answer of the user's live token whose value a remote provider answered again; undefined when it is not live. */
+  private async sameLiveToken(request: JoinRequest, prepared: PreparedToken): Promise<JoinTokenResponse | undefined> {
+    const stored = await this.options.tokens.byHash({ tokenHash: hashToken(prepared.token) });
+    const live =
+      stored !== undefined &&
+      stored.revokedAt === null &&
+      stored.userId === request.userId &&
+      stored.externalId === request.externalId &&
+      stored.sessionId === prepared.sessionId &&
+      stored.expiresAt.getTime() === prepared.expiresAt;
+    if (!live) return undefined;
+    return {
+      appointmentId: request.externalId,
+      provider: this.options.provider.name,
+      applicationId: this.options.provider.applicationId,
+      sessionId: stored.sessionId,
+      token: prepared.token,
+      tokenId: stored.id,
+      roomUrl: prepared.roomUrl,
+      role: prepared.role,
+      notBefore: stored.notBefore.toISOString(),
+      expiresAt: stored.expiresAt.toISOString(),
     };
   }
 
